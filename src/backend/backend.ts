@@ -1,0 +1,132 @@
+/**
+ * The op interface: one signature per op, implemented by the CPU backend (the readable
+ * definition, used as the oracle in tests) and the WebGPU backend (hand-written WGSL kernels).
+ *
+ * Ops are called synchronously and return tensors of the same backend. On WebGPU an op only
+ * records a dispatch; work is submitted in one command encoder when a result is read (or on
+ * `flush`), so a whole forward pass is one submission. Shape rules and their error messages live
+ * in `shapes.ts` and are shared by both backends.
+ *
+ * Conventions: tensors are row-major; activations are f32; weight operands (matmul's `b`, biases,
+ * layer-norm affine parameters, embedding tables, conv filters) may be f16; ids are i32.
+ */
+import type { DType, HostArray, Shape, Tensor } from '../tensor.js';
+
+export type Activation = 'none' | 'relu' | 'gelu';
+
+export interface MatmulOptions {
+  /** `b` is stored `[..., N, K]` (PyTorch `Linear.weight`), computing A·Bᵀ. Default false: `[..., K, N]`. */
+  transposeB?: boolean;
+  /** `[N]`, added to every output row. */
+  bias?: Tensor;
+  /** Applied after the bias. */
+  activation?: Activation;
+  /** `[..., M, N]` like the output, added last (after the activation). */
+  residual?: Tensor;
+}
+
+export interface Conv2dOptions {
+  stride?: number;
+  padding?: number;
+  /** `[Cout]` (a folded batch norm's shift). */
+  bias?: Tensor;
+  /** `[B, Cout, Ho, Wo]`, added after the bias and before the activation (ResNet's shortcut). */
+  residual?: Tensor;
+  /** `'relu'` or `'none'` (default). */
+  activation?: Exclude<Activation, 'gelu'>;
+}
+
+export interface Pool2dOptions {
+  kernel: number;
+  stride: number;
+  padding: number;
+}
+
+export interface AttentionOptions {
+  /** Number of heads; head h owns channels `[h·dh, (h+1)·dh)` of q, k and v. */
+  heads: number;
+  /** Multiplies q·kᵀ before the bias is added. */
+  scale: number;
+  /** Additive bias `[H, Tq, Tk]` shared by the batch, or `[B, H, Tq, Tk]`. */
+  bias?: Tensor;
+  /** i32 `[B, Tk]`: keys where it is non-zero are excluded (−∞). */
+  keyPaddingMask?: Tensor;
+  /** Query i may see key j only when j ≤ i + (Tk − Tq) (so a single query sees every cached key). */
+  causal?: boolean;
+}
+
+export interface TopK {
+  values: Tensor;
+  indices: Tensor;
+}
+
+export interface Backend {
+  readonly name: 'cpu' | 'webgpu';
+
+  /** Copies host data into a new tensor. f16 data is given as IEEE half bits (Uint16Array). */
+  upload(data: Float32Array | Int32Array | Uint16Array, shape: Shape, dtype?: DType): Tensor;
+  /** Waits for queued work and returns a tensor's values (f16 is widened to f32). */
+  read(t: Tensor): Promise<HostArray>;
+  /** Frees a tensor's storage (called by `Tensor.dispose`). */
+  release(t: Tensor): void;
+  /**
+   * Runs `fn` and frees every tensor created inside it, except those reachable from its result
+   * (a tensor, or an array or object of tensors, one level deep).
+   */
+  tidy<T>(fn: () => T): T;
+  /** Submits recorded work without waiting (a no-op on the CPU). */
+  flush(): void;
+  /** Waits until all submitted work has finished. */
+  sync(): Promise<void>;
+  /** Releases the device and every tensor. */
+  destroy(): void;
+
+  // ---- linear algebra -------------------------------------------------------------------------
+  /** `a [..., M, K]` · `b [K, N]` (shared) or `b [..., K, N]` (batched like a); see options. */
+  matmul(a: Tensor, b: Tensor, options?: MatmulOptions): Tensor;
+
+  // ---- elementwise ----------------------------------------------------------------------------
+  /** a + b, where b's shape equals a's or is a suffix of it (broadcast over leading dims). */
+  add(a: Tensor, b: Tensor): Tensor;
+  /** a · b elementwise, broadcasting like `add`. */
+  mul(a: Tensor, b: Tensor): Tensor;
+  /** a · s. */
+  scale(a: Tensor, s: number): Tensor;
+  /** Exact GELU, x·Φ(x) with the erf form. */
+  gelu(x: Tensor): Tensor;
+  relu(x: Tensor): Tensor;
+
+  // ---- normalisation and reductions over the last dimension ----------------------------------
+  /** (x − mean) / sqrt(var + eps) · weight + bias, over the last dim (population variance). */
+  layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number): Tensor;
+  softmax(x: Tensor): Tensor;
+  logSoftmax(x: Tensor): Tensor;
+  /** i32 index of the largest value over the last dim (the first one on ties). */
+  argmax(x: Tensor): Tensor;
+  /** The k largest values over the last dim, descending (lower index first on ties). */
+  topk(x: Tensor, k: number): TopK;
+  /** Cosine similarity of a and b per sample: `[B, ...]` → `[B]`, each sample flattened. */
+  cosineSimilarity(a: Tensor, b: Tensor): Tensor;
+
+  // ---- indexing ---------------------------------------------------------------------------------
+  /** Rows of `table [R, C]` picked by i32 `ids [...]` → `[..., C]`. */
+  gather(table: Tensor, ids: Tensor): Tensor;
+  /** Elements `start ≤ i < end` along `axis`. */
+  slice(x: Tensor, axis: number, start: number, end: number): Tensor;
+  /** Joins tensors along `axis`; all other dims must agree. */
+  concat(xs: readonly Tensor[], axis: number): Tensor;
+
+  // ---- vision -----------------------------------------------------------------------------------
+  /** NCHW convolution: `x [B, Cin, H, W]`, `w [Cout, Cin, kh, kw]` → `[B, Cout, Ho, Wo]`. */
+  conv2d(x: Tensor, w: Tensor, options?: Conv2dOptions): Tensor;
+  /** Max pooling over NCHW windows; padded cells never win. */
+  maxPool2d(x: Tensor, options: Pool2dOptions): Tensor;
+
+  // ---- attention --------------------------------------------------------------------------------
+  /**
+   * Fused multi-head attention: `q [B, Tq, H·dh]`, `k, v [B or 1, Tk, H·dh]` (a batch of 1 is
+   * shared by every query sample, e.g. encoder states across beams) → `[B, Tq, H·dh]`,
+   * softmax(scale·q·kᵀ + bias + masks)·v per head, accumulated in f32.
+   */
+  attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions): Tensor;
+}
