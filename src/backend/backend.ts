@@ -115,6 +115,8 @@ export interface Backend {
   slice(x: Tensor, axis: number, start: number, end: number): Tensor;
   /** Joins tensors along `axis`; all other dims must agree. */
   concat(xs: readonly Tensor[], axis: number): Tensor;
+  /** Reorders dimensions: output dim i is input dim `perm[i]` (rank ≤ 4). */
+  transpose(x: Tensor, perm: readonly number[]): Tensor;
 
   // ---- vision -----------------------------------------------------------------------------------
   /** NCHW convolution: `x [B, Cin, H, W]`, `w [Cout, Cin, kh, kw]` → `[B, Cout, Ho, Wo]`. */

@@ -261,3 +261,13 @@ export function attentionSizes(q: Tensor, k: Tensor, v: Tensor, o: AttentionOpti
   }
   return { batch, heads: o.heads, headDim: width / o.heads, tq, tk, sharedKv: kb === 1 && batch !== 1, batchedBias };
 }
+
+export function transposeSizes(x: Tensor, perm: readonly number[]): { outShape: Shape } {
+  const op = 'transpose';
+  if (x.rank > 4) fail(op, `rank ${x.rank} > 4 is not supported`);
+  const sorted = [...perm].sort((p, q) => p - q);
+  if (perm.length !== x.rank || sorted.some((p, i) => p !== i)) {
+    fail(op, `[${perm.join(', ')}] is not a permutation of the ${x.rank} dims of ${s(x.shape)}`);
+  }
+  return { outShape: perm.map((p) => x.shape[p]!) };
+}
