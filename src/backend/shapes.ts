@@ -21,6 +21,21 @@ function requireShape(op: string, name: string, t: Tensor, shape: Shape): void {
   if (!sameShape(t.shape, shape)) fail(op, `${name} must be ${s(shape)}, got ${s(t.shape)}`);
 }
 
+/** The array type that carries each dtype's host data (f16 as IEEE half bits). */
+const UPLOAD_ARRAY: Record<DType, string> = { f32: 'Float32Array', f16: 'Uint16Array', i32: 'Int32Array' };
+
+/** For upload: the array type must carry the dtype (inferred from it when omitted) and fill the shape. */
+export function uploadDType(data: Float32Array | Int32Array | Uint16Array, shape: Shape, dtype?: DType): DType {
+  const op = 'upload';
+  const carried: DType = data instanceof Int32Array ? 'i32' : data instanceof Uint16Array ? 'f16' : 'f32';
+  const resolved = dtype ?? carried;
+  if (resolved !== carried) {
+    fail(op, `${resolved} data must be a ${UPLOAD_ARRAY[resolved]}, got ${data.constructor.name}`);
+  }
+  if (data.length !== sizeOf(shape)) fail(op, `${data.length} values do not fill ${s(shape)}`);
+  return resolved;
+}
+
 export function normalizeAxis(op: string, axis: number, rank: number): number {
   const a = axis < 0 ? axis + rank : axis;
   if (!Number.isInteger(a) || a < 0 || a >= rank) fail(op, `axis ${axis} out of range for rank ${rank}`);
@@ -77,6 +92,12 @@ export function broadcastSizes(op: string, a: Tensor, b: Tensor): { size: number
     fail(op, `cannot broadcast ${s(b.shape)} to ${s(a.shape)} (b must be a suffix of a's shape)`);
   }
   return { size: a.size, inner: b.size };
+}
+
+/** For unary elementwise ops (scale, activations): x is an f32 activation. */
+export function elementwiseSizes(op: string, x: Tensor): { size: number } {
+  requireDType(op, 'x', x, 'f32');
+  return { size: x.size };
 }
 
 /** For ops over the last dimension: rows × cols. */
@@ -216,6 +237,11 @@ export function pool2dSizes(x: Tensor, o: Pool2dOptions): Pool2dSizes {
   if (x.rank !== 4) fail(op, `x must be [B, C, H, W], got ${s(x.shape)}`);
   requireDType(op, 'x', x, 'f32');
   const [b, c, h, w] = x.shape as [number, number, number, number];
+  if (!Number.isInteger(o.kernel) || o.kernel < 1) fail(op, `kernel must be a positive integer, got ${o.kernel}`);
+  if (!Number.isInteger(o.stride) || o.stride < 1) fail(op, `stride must be a positive integer, got ${o.stride}`);
+  if (!Number.isInteger(o.padding) || o.padding < 0) {
+    fail(op, `padding must be a non-negative integer, got ${o.padding}`);
+  }
   if (o.padding * 2 > o.kernel) fail(op, `padding ${o.padding} exceeds half the kernel ${o.kernel}`);
   const ho = Math.floor((h + 2 * o.padding - o.kernel) / o.stride) + 1;
   const wo = Math.floor((w + 2 * o.padding - o.kernel) / o.stride) + 1;

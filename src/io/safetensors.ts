@@ -1,0 +1,685 @@
+/**
+ * safetensors: a strict, lazy reader and an atomic writer.
+ *
+ * Layout: an 8-byte little-endian u64 header length N, N bytes of UTF-8 JSON
+ * `{name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__"?: {string: string}}`, then the
+ * data section; offsets are relative to its start and the tensors must tile it exactly.
+ *
+ * The reader accepts what the reference implementation (huggingface/safetensors) accepts, and
+ * says precisely what is wrong otherwise: every error names the file, the tensor where there is
+ * one, and the numbers involved. Opening reads only the length prefix and the header; each tensor
+ * is read on demand from a `ByteSource`, so multi-gigabyte checkpoints never sit in one buffer.
+ *
+ * Node's `fs` is imported only inside the functions that touch the disk, so this module also
+ * loads in browsers, where `SafetensorsFile.fromBytes` / `fromSource` serve.
+ */
+import type { FileHandle } from 'node:fs/promises';
+import { bfloat16sToFloats, halvesToFloats } from '../half.js';
+
+export type SafetensorsDType =
+  | 'F64'
+  | 'F32'
+  | 'F16'
+  | 'BF16'
+  | 'I64'
+  | 'I32'
+  | 'I16'
+  | 'I8'
+  | 'U64'
+  | 'U32'
+  | 'U16'
+  | 'U8'
+  | 'BOOL';
+
+export const SAFETENSORS_DTYPE_BYTES: Readonly<Record<SafetensorsDType, number>> = Object.freeze({
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U64: 8,
+  U32: 4,
+  U16: 2,
+  U8: 1,
+  BOOL: 1,
+});
+
+export interface TensorInfo {
+  name: string;
+  dtype: SafetensorsDType;
+  shape: number[];
+  /** Absolute position of the first byte in the file. */
+  byteOffset: number;
+  byteLength: number;
+}
+
+/** Random access to the bytes of a file, wherever they live (disk, memory, HTTP range requests). */
+export interface ByteSource {
+  readonly size: number;
+  /** Exactly `length` bytes starting at `offset`, in memory the caller may keep and modify. */
+  readAt(offset: number, length: number): Promise<Uint8Array<ArrayBuffer>>;
+  close(): Promise<void>;
+}
+
+export interface TensorEntry {
+  name: string;
+  dtype: SafetensorsDType;
+  shape: readonly number[];
+  data: ArrayBufferView;
+}
+
+export class SafetensorsError extends Error {
+  override name = 'SafetensorsError';
+}
+
+/** The reference implementation refuses larger headers; so do we, before allocating one. */
+const MAX_HEADER_BYTES = 100_000_000;
+const LENGTH_PREFIX_BYTES = 8;
+const METADATA_KEY = '__metadata__';
+/** Node refuses single reads and writes above 2 GiB − 1; stay well below. */
+const MAX_IO_CHUNK_BYTES = 1 << 30;
+
+// The data section is little-endian and is viewed through typed arrays, which use host order.
+// Every host we run on (x86-64, arm64, WebGPU-capable browsers) is little-endian.
+if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) {
+  throw new Error('safetensors: this reader requires a little-endian host');
+}
+
+function isDType(value: string): value is SafetensorsDType {
+  return Object.hasOwn(SAFETENSORS_DTYPE_BYTES, value);
+}
+
+const SUPPORTED_DTYPES = Object.keys(SAFETENSORS_DTYPE_BYTES).join(', ');
+
+/** A short, printable rendering of a JSON value for error messages. */
+function show(value: unknown): string {
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}
+
+function shapeText(shape: readonly number[]): string {
+  return `[${shape.join(', ')}]`;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function elementCount(shape: readonly number[]): bigint {
+  let count = 1n;
+  for (const dim of shape) count *= BigInt(dim);
+  return count;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Byte sources
+
+class MemorySource implements ByteSource {
+  constructor(private readonly bytes: Uint8Array) {}
+
+  get size(): number {
+    return this.bytes.byteLength;
+  }
+
+  async readAt(offset: number, length: number): Promise<Uint8Array<ArrayBuffer>> {
+    return this.bytes.slice(offset, offset + length);
+  }
+
+  async close(): Promise<void> {}
+}
+
+class FileSource implements ByteSource {
+  constructor(
+    private readonly handle: FileHandle,
+    readonly size: number,
+    private readonly path: string,
+  ) {}
+
+  async readAt(offset: number, length: number): Promise<Uint8Array<ArrayBuffer>> {
+    // A fresh buffer rather than Buffer.allocUnsafe: pooled Buffers start at arbitrary offsets,
+    // and typed-array views of the result need element-aligned starts.
+    const out = new Uint8Array(length);
+    let done = 0;
+    while (done < length) {
+      const chunk = Math.min(length - done, MAX_IO_CHUNK_BYTES);
+      const { bytesRead } = await this.handle.read(out, done, chunk, offset + done);
+      if (bytesRead === 0) {
+        throw new SafetensorsError(
+          `${this.path}: unexpected end of file at byte ${offset + done} while reading bytes ` +
+            `${offset}..${offset + length} (was the file truncated after it was opened?)`,
+        );
+      }
+      done += bytesRead;
+    }
+    return out;
+  }
+
+  close(): Promise<void> {
+    return this.handle.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Header parsing
+
+interface ParsedHeader {
+  metadata: Readonly<Record<string, string>>;
+  tensors: Map<string, TensorInfo>;
+}
+
+function parseMetadata(label: string, value: unknown): Readonly<Record<string, string>> {
+  // The reference reader treats `null` like an absent `__metadata__`.
+  if (value === null) return Object.freeze({});
+  if (!isPlainObject(value)) {
+    throw new SafetensorsError(`${label}: ${METADATA_KEY} must be an object of strings, got ${show(value)}`);
+  }
+  const entries = Object.entries(value);
+  for (const [key, item] of entries) {
+    if (typeof item !== 'string') {
+      throw new SafetensorsError(
+        `${label}: ${METADATA_KEY}[${JSON.stringify(key)}] must be a string, got ${show(item)}`,
+      );
+    }
+  }
+  // fromEntries defines properties, so a key like "__proto__" stays an ordinary key.
+  return Object.freeze(Object.fromEntries(entries) as Record<string, string>);
+}
+
+interface RawEntry {
+  name: string;
+  dtype: SafetensorsDType;
+  shape: number[];
+  begin: number;
+  end: number;
+}
+
+function parseEntry(label: string, name: string, value: unknown, dataLength: number): RawEntry {
+  const where = `${label}: tensor '${name}'`;
+  if (!isPlainObject(value)) throw new SafetensorsError(`${where}: entry must be an object, got ${show(value)}`);
+  for (const field of ['dtype', 'shape', 'data_offsets']) {
+    if (!Object.hasOwn(value, field)) throw new SafetensorsError(`${where}: missing field '${field}'`);
+  }
+
+  const dtype = value['dtype'];
+  if (typeof dtype !== 'string') throw new SafetensorsError(`${where}: 'dtype' must be a string, got ${show(dtype)}`);
+  if (!isDType(dtype)) {
+    throw new SafetensorsError(`${where}: unknown dtype '${dtype}' (supported: ${SUPPORTED_DTYPES})`);
+  }
+
+  const shape = value['shape'];
+  if (!Array.isArray(shape)) throw new SafetensorsError(`${where}: 'shape' must be an array, got ${show(shape)}`);
+  shape.forEach((dim: unknown, axis) => {
+    if (typeof dim !== 'number' || !Number.isSafeInteger(dim) || dim < 0) {
+      throw new SafetensorsError(
+        `${where}: shape ${show(shape)} has dimension ${axis} = ${show(dim)}; dimensions must be non-negative integers`,
+      );
+    }
+  });
+  const dims = shape as number[];
+
+  const offsets = value['data_offsets'];
+  const validOffsets =
+    Array.isArray(offsets) &&
+    offsets.length === 2 &&
+    offsets.every((o: unknown) => typeof o === 'number' && Number.isSafeInteger(o) && o >= 0) &&
+    (offsets[0] as number) <= (offsets[1] as number);
+  if (!validOffsets) {
+    throw new SafetensorsError(
+      `${where}: 'data_offsets' must be [begin, end] with integers 0 <= begin <= end, got ${show(offsets)}`,
+    );
+  }
+  const [begin, end] = offsets as [number, number];
+  if (end > dataLength) {
+    throw new SafetensorsError(
+      `${where}: data_offsets [${begin}, ${end}] run past the end of the data section, which is ${dataLength} bytes`,
+    );
+  }
+
+  const expected = elementCount(dims) * BigInt(SAFETENSORS_DTYPE_BYTES[dtype]);
+  if (expected !== BigInt(end - begin)) {
+    throw new SafetensorsError(
+      `${where}: shape ${shapeText(dims)} of ${dtype} needs ${expected} bytes, but data_offsets ` +
+        `[${begin}, ${end}] hold ${end - begin}`,
+    );
+  }
+  return { name, dtype, shape: dims, begin, end };
+}
+
+/** The format requires the tensors to cover the data section exactly: no overlaps, no holes. */
+function checkTiling(label: string, entries: readonly RawEntry[], dataLength: number): void {
+  const sorted = [...entries].sort((a, b) => a.begin - b.begin || a.end - b.end);
+  let cursor = 0;
+  let previous: RawEntry | undefined;
+  for (const entry of sorted) {
+    if (entry.begin < cursor && previous) {
+      throw new SafetensorsError(
+        `${label}: tensors '${previous.name}' (data_offsets [${previous.begin}, ${previous.end}]) and ` +
+          `'${entry.name}' (data_offsets [${entry.begin}, ${entry.end}]) overlap`,
+      );
+    }
+    if (entry.begin > cursor) {
+      const before = previous ? `between '${previous.name}' and '${entry.name}'` : `before '${entry.name}'`;
+      throw new SafetensorsError(
+        `${label}: bytes ${cursor}..${entry.begin} of the data section, ${before}, belong to no tensor`,
+      );
+    }
+    cursor = entry.end;
+    previous = entry;
+  }
+  if (cursor !== dataLength) {
+    const after = previous ? `after '${previous.name}'` : 'and the header lists no tensors';
+    throw new SafetensorsError(
+      `${label}: bytes ${cursor}..${dataLength} of the data section, ${after}, belong to no tensor`,
+    );
+  }
+}
+
+function parseHeader(label: string, headerBytes: Uint8Array, dataStart: number, dataLength: number): ParsedHeader {
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(headerBytes);
+  } catch {
+    throw new SafetensorsError(`${label}: header (bytes 8..${dataStart}) is not valid UTF-8`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new SafetensorsError(`${label}: header (bytes 8..${dataStart}) is not valid JSON: ${(error as Error).message}`);
+  }
+  if (!isPlainObject(json)) {
+    throw new SafetensorsError(`${label}: header must be a JSON object, got ${show(json)}`);
+  }
+
+  let metadata: Readonly<Record<string, string>> = Object.freeze({});
+  const entries: RawEntry[] = [];
+  for (const [name, value] of Object.entries(json)) {
+    if (name === METADATA_KEY) metadata = parseMetadata(label, value);
+    else entries.push(parseEntry(label, name, value, dataLength));
+  }
+  checkTiling(label, entries, dataLength);
+
+  // "File order" is the order of the data. Object.entries would put integer-like names first.
+  entries.sort((a, b) => a.begin - b.begin || a.end - b.end);
+  const tensors = new Map<string, TensorInfo>();
+  for (const { name, dtype, shape, begin, end } of entries) {
+    tensors.set(
+      name,
+      Object.freeze({
+        name,
+        dtype,
+        shape: Object.freeze(shape) as number[],
+        byteOffset: dataStart + begin,
+        byteLength: end - begin,
+      }),
+    );
+  }
+  return { metadata, tensors };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading
+
+/** Levenshtein distance, for "did you mean" hints on a missing tensor name. */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const substitution = previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1);
+      current.push(Math.min(previous[j]! + 1, current[j - 1]! + 1, substitution));
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
+}
+
+function closeNames(wanted: string, names: Iterable<string>, limit = 3): string[] {
+  const maxDistance = Math.max(2, Math.ceil(wanted.length / 3));
+  return [...names]
+    .map((name) => ({ name, distance: editDistance(wanted, name) }))
+    .filter(({ distance }) => distance <= maxDistance)
+    .sort((a, b) => a.distance - b.distance || a.name.localeCompare(b.name))
+    .slice(0, limit)
+    .map(({ name }) => name);
+}
+
+type TypedArrayConstructor<T> = {
+  readonly BYTES_PER_ELEMENT: number;
+  new (buffer: ArrayBuffer, byteOffset: number, length: number): T;
+};
+
+/** Views `bytes` as `T`, copying first when the start is not element-aligned. */
+function viewAs<T>(bytes: Uint8Array<ArrayBuffer>, type: TypedArrayConstructor<T>): T {
+  const aligned = bytes.byteOffset % type.BYTES_PER_ELEMENT === 0 ? bytes : bytes.slice();
+  return new type(aligned.buffer, aligned.byteOffset, aligned.byteLength / type.BYTES_PER_ELEMENT);
+}
+
+export class SafetensorsFile {
+  #closed = false;
+
+  private constructor(
+    /** The file path, or the label given for an in-memory source; every error starts with it. */
+    readonly label: string,
+    private readonly source: ByteSource,
+    readonly metadata: Readonly<Record<string, string>>,
+    /** In the order of their data in the file. */
+    readonly tensors: ReadonlyMap<string, TensorInfo>,
+  ) {}
+
+  /** Opens a file on disk and reads its header; tensors are read when asked for. */
+  static async open(path: string): Promise<SafetensorsFile> {
+    const { open } = await import('node:fs/promises');
+    const handle = await open(path, 'r');
+    try {
+      const { size } = await handle.stat();
+      return await SafetensorsFile.fromSource(new FileSource(handle, size, path), path);
+    } catch (error) {
+      await handle.close();
+      throw error;
+    }
+  }
+
+  /** Reads a file already in memory. Reads return copies: `bytes` is never aliased. */
+  static fromBytes(bytes: Uint8Array, label: string): Promise<SafetensorsFile> {
+    return SafetensorsFile.fromSource(new MemorySource(bytes), label);
+  }
+
+  /** Reads the header through any byte source; `label` names the file in errors. */
+  static async fromSource(source: ByteSource, label: string): Promise<SafetensorsFile> {
+    const size = source.size;
+    if (size < LENGTH_PREFIX_BYTES) {
+      throw new SafetensorsError(`${label}: file is ${size} bytes, shorter than the 8-byte header length`);
+    }
+    const prefix = await readExactly(source, label, 0, LENGTH_PREFIX_BYTES);
+    const headerLength = new DataView(prefix.buffer, prefix.byteOffset, LENGTH_PREFIX_BYTES).getBigUint64(0, true);
+    const available = size - LENGTH_PREFIX_BYTES;
+    if (headerLength > BigInt(available)) {
+      throw new SafetensorsError(
+        `${label}: header length ${headerLength} bytes exceeds the ${available} bytes that follow the ` +
+          `length prefix (file is ${size} bytes)`,
+      );
+    }
+    if (headerLength > BigInt(MAX_HEADER_BYTES)) {
+      throw new SafetensorsError(
+        `${label}: header length ${headerLength} bytes exceeds the format's limit of ${MAX_HEADER_BYTES}`,
+      );
+    }
+    const dataStart = LENGTH_PREFIX_BYTES + Number(headerLength);
+    const headerBytes = await readExactly(source, label, LENGTH_PREFIX_BYTES, Number(headerLength));
+    const { metadata, tensors } = parseHeader(label, headerBytes, dataStart, size - dataStart);
+    return new SafetensorsFile(label, source, metadata, tensors);
+  }
+
+  has(name: string): boolean {
+    return this.tensors.has(name);
+  }
+
+  info(name: string): TensorInfo {
+    const info = this.tensors.get(name);
+    if (info) return info;
+    const near = closeNames(name, this.tensors.keys());
+    const hint = near.length
+      ? `; close names: ${near.map((n) => `'${n}'`).join(', ')}`
+      : ` (the file has ${this.tensors.size} tensors)`;
+    throw new SafetensorsError(`${this.label}: no tensor named '${name}'${hint}`);
+  }
+
+  /** The raw little-endian bytes, in memory owned by the caller. */
+  async readBytes(name: string): Promise<Uint8Array<ArrayBuffer>> {
+    const info = this.info(name);
+    if (this.#closed) throw new SafetensorsError(`${this.label}: cannot read tensor '${name}': the file is closed`);
+    return readExactly(this.source, this.label, info.byteOffset, info.byteLength);
+  }
+
+  /** Floating-point tensors as f32: F16 and BF16 widen exactly, F64 rounds to nearest. */
+  async readFloat32(name: string): Promise<Float32Array> {
+    const { dtype } = this.info(name);
+    switch (dtype) {
+      case 'F32':
+        return viewAs(await this.readBytes(name), Float32Array);
+      case 'F16':
+        return halvesToFloats(viewAs(await this.readBytes(name), Uint16Array));
+      case 'BF16':
+        return bfloat16sToFloats(viewAs(await this.readBytes(name), Uint16Array));
+      case 'F64':
+        return Float32Array.from(viewAs(await this.readBytes(name), Float64Array));
+      default:
+        throw this.wrongDType(name, dtype, 'readFloat32', 'F64, F32, F16 or BF16');
+    }
+  }
+
+  /** The IEEE binary16 bit patterns of an F16 tensor, for uploading half weights unchanged. */
+  async readHalfBits(name: string): Promise<Uint16Array<ArrayBuffer>> {
+    const { dtype } = this.info(name);
+    if (dtype !== 'F16') throw this.wrongDType(name, dtype, 'readHalfBits', 'F16');
+    return viewAs(await this.readBytes(name), Uint16Array);
+  }
+
+  /** Integer and BOOL tensors as i32; fails, naming the element, on a value outside int32. */
+  async readInt32(name: string): Promise<Int32Array<ArrayBuffer>> {
+    const { dtype } = this.info(name);
+    switch (dtype) {
+      case 'I32':
+        return viewAs(await this.readBytes(name), Int32Array);
+      case 'I16':
+        return Int32Array.from(viewAs(await this.readBytes(name), Int16Array));
+      case 'I8':
+        return Int32Array.from(viewAs(await this.readBytes(name), Int8Array));
+      case 'U16':
+        return Int32Array.from(viewAs(await this.readBytes(name), Uint16Array));
+      case 'U8':
+        return Int32Array.from(await this.readBytes(name));
+      case 'BOOL':
+        return this.boolsToInt32(name, await this.readBytes(name));
+      case 'U32':
+        return this.uint32sToInt32(name, viewAs(await this.readBytes(name), Int32Array));
+      case 'I64':
+      case 'U64':
+        return this.int64sToInt32(name, dtype, viewAs(await this.readBytes(name), Int32Array));
+      default:
+        throw this.wrongDType(name, dtype, 'readInt32', 'an integer dtype or BOOL');
+    }
+  }
+
+  /** Releases the file handle. Reads after this fail; closing twice is harmless. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.source.close();
+  }
+
+  private wrongDType(name: string, dtype: SafetensorsDType, method: string, accepted: string): SafetensorsError {
+    return new SafetensorsError(`${this.label}: tensor '${name}' is ${dtype}; ${method} reads ${accepted}`);
+  }
+
+  private outOfRange(name: string, dtype: SafetensorsDType, index: number, value: bigint | number): SafetensorsError {
+    return new SafetensorsError(
+      `${this.label}: tensor '${name}' (${dtype}): element ${index} = ${value} does not fit in int32`,
+    );
+  }
+
+  private boolsToInt32(name: string, bytes: Uint8Array): Int32Array<ArrayBuffer> {
+    const out = new Int32Array(bytes.length);
+    for (let i = 0; i < bytes.length; i++) {
+      const b = bytes[i]!;
+      if (b > 1) {
+        throw new SafetensorsError(`${this.label}: tensor '${name}' (BOOL): element ${i} is byte ${b}, not 0 or 1`);
+      }
+      out[i] = b;
+    }
+    return out;
+  }
+
+  /** `words` holds the u32 bits as i32: values ≥ 2³¹ show up negative. */
+  private uint32sToInt32(name: string, words: Int32Array<ArrayBuffer>): Int32Array<ArrayBuffer> {
+    const negative = words.findIndex((w) => w < 0);
+    if (negative >= 0) throw this.outOfRange(name, 'U32', negative, words[negative]! >>> 0);
+    return words;
+  }
+
+  /**
+   * `words` holds each 64-bit value as (low, high) i32 pairs. A value fits in int32 when its high
+   * word is the sign extension of the low word (for U64: when both are non-negative and high is 0).
+   */
+  private int64sToInt32(name: string, dtype: 'I64' | 'U64', words: Int32Array): Int32Array<ArrayBuffer> {
+    const out = new Int32Array(words.length / 2);
+    for (let i = 0; i < out.length; i++) {
+      const low = words[2 * i]!;
+      const high = words[2 * i + 1]!;
+      const fits = dtype === 'I64' ? high === low >> 31 : high === 0 && low >= 0;
+      if (!fits) {
+        const pair = new DataView(words.buffer, words.byteOffset + 8 * i, 8);
+        const value = dtype === 'I64' ? pair.getBigInt64(0, true) : pair.getBigUint64(0, true);
+        throw this.outOfRange(name, dtype, i, value);
+      }
+      out[i] = low;
+    }
+    return out;
+  }
+}
+
+async function readExactly(
+  source: ByteSource,
+  label: string,
+  offset: number,
+  length: number,
+): Promise<Uint8Array<ArrayBuffer>> {
+  if (length === 0) return new Uint8Array(0);
+  const bytes = await source.readAt(offset, length);
+  if (bytes.byteLength !== length) {
+    throw new SafetensorsError(
+      `${label}: asked the byte source for ${length} bytes at offset ${offset}, got ${bytes.byteLength}`,
+    );
+  }
+  return bytes;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing
+
+interface Layout {
+  /** Length prefix and padded header JSON. */
+  head: Uint8Array;
+  /** Each tensor's bytes, in file order. */
+  chunks: Uint8Array[];
+  byteLength: number;
+}
+
+/**
+ * Validates the entries and lays them out as the reference writer does: widest dtype first,
+ * then by name, so that every tensor starts aligned to its element size (the header is padded
+ * with spaces to a multiple of 8).
+ */
+function layOut(entries: readonly TensorEntry[], metadata: Record<string, string> | undefined): Layout {
+  const seen = new Set<string>();
+  for (const { name, dtype, shape, data } of entries) {
+    const where = `safetensors writer: tensor '${name}'`;
+    if (name === METADATA_KEY) throw new SafetensorsError(`${where}: the name is reserved for metadata`);
+    if (seen.has(name)) throw new SafetensorsError(`${where}: the name appears twice`);
+    seen.add(name);
+    if (!isDType(dtype)) throw new SafetensorsError(`${where}: unknown dtype '${dtype}' (supported: ${SUPPORTED_DTYPES})`);
+    shape.forEach((dim, axis) => {
+      if (!Number.isSafeInteger(dim) || dim < 0) {
+        throw new SafetensorsError(
+          `${where}: shape ${shapeText(shape)} has dimension ${axis} = ${dim}; dimensions must be non-negative integers`,
+        );
+      }
+    });
+    const expected = elementCount(shape) * BigInt(SAFETENSORS_DTYPE_BYTES[dtype]);
+    if (expected !== BigInt(data.byteLength)) {
+      throw new SafetensorsError(
+        `${where}: shape ${shapeText(shape)} of ${dtype} needs ${expected} bytes, but the data has ${data.byteLength}`,
+      );
+    }
+  }
+  if (metadata !== undefined) {
+    for (const [key, value] of Object.entries(metadata)) {
+      if (typeof value !== 'string') {
+        throw new SafetensorsError(
+          `safetensors writer: ${METADATA_KEY}[${JSON.stringify(key)}] must be a string, got ${show(value)}`,
+        );
+      }
+    }
+  }
+
+  const byName = (a: TensorEntry, b: TensorEntry): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+  const ordered = [...entries].sort(
+    (a, b) => SAFETENSORS_DTYPE_BYTES[b.dtype] - SAFETENSORS_DTYPE_BYTES[a.dtype] || byName(a, b),
+  );
+  // Built by hand so that the header lists tensors in file order; an object literal would move
+  // integer-like names to the front.
+  const fields: string[] = [];
+  if (metadata !== undefined) fields.push(`${JSON.stringify(METADATA_KEY)}:${JSON.stringify(metadata)}`);
+  let offset = 0;
+  const chunks: Uint8Array[] = [];
+  for (const { name, dtype, shape, data } of ordered) {
+    const info = { dtype, shape, data_offsets: [offset, offset + data.byteLength] };
+    fields.push(`${JSON.stringify(name)}:${JSON.stringify(info)}`);
+    chunks.push(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    offset += data.byteLength;
+  }
+  const json = new TextEncoder().encode(`{${fields.join(',')}}`);
+  const paddedLength = Math.ceil(json.length / 8) * 8;
+  const head = new Uint8Array(LENGTH_PREFIX_BYTES + paddedLength).fill(0x20);
+  new DataView(head.buffer).setBigUint64(0, BigInt(paddedLength), true);
+  head.set(json, LENGTH_PREFIX_BYTES);
+  return { head, chunks, byteLength: head.length + offset };
+}
+
+/** The complete file in memory. Tensors are stored widest dtype first, then by name. */
+export function encodeSafetensors(
+  entries: readonly TensorEntry[],
+  metadata?: Record<string, string>,
+): Uint8Array<ArrayBuffer> {
+  const { head, chunks, byteLength } = layOut(entries, metadata);
+  const out = new Uint8Array(byteLength);
+  out.set(head, 0);
+  let offset = head.length;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return out;
+}
+
+/**
+ * Writes the file atomically: everything is validated first, then streamed into a temporary
+ * file beside `path` that is renamed over it only once complete and synced. On any failure the
+ * temporary file is removed and `path` is untouched.
+ */
+export async function writeSafetensors(
+  path: string,
+  entries: readonly TensorEntry[],
+  metadata?: Record<string, string>,
+): Promise<void> {
+  const { head, chunks } = layOut(entries, metadata);
+  const fs = await import('node:fs/promises');
+  const { dirname, basename, join } = await import('node:path');
+  const { randomBytes } = await import('node:crypto');
+  const temporary = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  const handle = await fs.open(temporary, 'wx');
+  try {
+    try {
+      for (const chunk of [head, ...chunks]) await writeAll(handle, chunk);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await fs.rename(temporary, path);
+  } catch (error) {
+    await fs.rm(temporary, { force: true });
+    throw error;
+  }
+}
+
+async function writeAll(handle: FileHandle, bytes: Uint8Array): Promise<void> {
+  let done = 0;
+  while (done < bytes.length) {
+    const { bytesWritten } = await handle.write(bytes, done, Math.min(bytes.length - done, MAX_IO_CHUNK_BYTES));
+    done += bytesWritten;
+  }
+}
