@@ -1,0 +1,390 @@
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { floatToHalf } from '../../../src/half.js';
+import { SafetensorsFile } from '../../../src/io/safetensors.js';
+import { loadTorchCheckpoint } from '../../../src/io/torch-checkpoint.js';
+import {
+  convertOfaCheckpoint,
+  fairseqToPortName,
+  isDroppedBuffer,
+  readStateDict,
+} from '../../../src/models/ofa/convert.js';
+
+const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const SMALL_CHECKPOINT = join(REPO_ROOT, 'test/fixtures/checkpoints/small.pt');
+/** CI clones the repository with the project's shared data beside it; elsewhere these tests skip. */
+const GOLDEN = join(REPO_ROOT, '../shared/golden');
+const GOLDEN_CHECKPOINT = join(GOLDEN, 'checkpoints/ofa-tiny-random.bin');
+const GOLDEN_WEIGHTS = join(GOLDEN, 'ofa-tiny-random/weights.safetensors');
+const GOLDEN_MANIFEST = join(GOLDEN, 'ofa-tiny-random/manifest.json');
+const hasGolden = existsSync(GOLDEN_CHECKPOINT) && existsSync(GOLDEN_WEIGHTS);
+
+let workDir: string;
+beforeAll(async () => {
+  workDir = await mkdtemp(join(tmpdir(), 'mue-convert-'));
+});
+afterAll(async () => {
+  await rm(workDir, { recursive: true, force: true });
+});
+
+describe('fairseqToPortName', () => {
+  it('applies the renames of ofa-arch.md §6.6', () => {
+    const renames: [string, string][] = [
+      ['decoder.layers.3.self_attn_ln.weight', 'decoder.layers.3.self_attn_mid_layer_norm.weight'],
+      ['decoder.layers.0.cross_attn_ln.bias', 'decoder.layers.0.cross_attn_mid_layer_norm.bias'],
+      ['encoder.layers.11.attn_ln.weight', 'encoder.layers.11.self_attn_mid_layer_norm.weight'],
+      ['encoder.layers.2.ffn_layernorm.bias', 'encoder.layers.2.ffn_layer_norm.bias'],
+      ['decoder.layers.5.ffn_layernorm.weight', 'decoder.layers.5.ffn_layer_norm.weight'],
+      ['decoder.layers.1.encoder_attn.k_proj.weight', 'decoder.layers.1.cross_attn.k_proj.weight'],
+      ['decoder.layers.1.encoder_attn.c_attn', 'decoder.layers.1.cross_attn.c_attn'],
+      ['decoder.layers.1.encoder_attn_layer_norm.weight', 'decoder.layers.1.cross_attn_layer_norm.weight'],
+    ];
+    expect(renames.map(([fairseq]) => fairseqToPortName(fairseq))).toEqual(renames.map(([, port]) => port));
+  });
+
+  it('keeps every name the two implementations share', () => {
+    const shared = [
+      'encoder.layers.0.self_attn.k_proj.weight',
+      'encoder.layers.0.self_attn_layer_norm.weight',
+      'encoder.layers.0.self_attn_mid_layer_norm.weight',
+      'decoder.layers.0.cross_attn_layer_norm.bias',
+      'encoder.embed_images.layer3.5.bn2.running_var',
+      'encoder.token_rel_pos_table_list.0.weight',
+      'encoder.pos_q_linear.weight',
+      'decoder.self_pos_q_linear.bias',
+      'decoder.layernorm_embedding.weight',
+      'encoder.embed_tokens.weight',
+      'decoder.output_projection.weight',
+    ];
+    expect(shared.map(fairseqToPortName)).toEqual(shared);
+  });
+});
+
+describe('isDroppedBuffer', () => {
+  it('drops integer buffers, version markers and _float_tensor, and nothing else', () => {
+    const dropped = [
+      'encoder.token_rp_bucket',
+      'decoder.image_rp_bucket',
+      'decoder.image_position_idx',
+      'encoder.embed_images.layer1.0.downsample.1.num_batches_tracked',
+      'encoder.version',
+      'decoder.version',
+      'decoder.embed_positions._float_tensor',
+    ];
+    const kept = [
+      'encoder.embed_images.bn1.running_mean',
+      'encoder.image_rel_pos_table_list.0.weight',
+      'encoder.embed_image_positions.weight',
+      'decoder.layers.0.self_attn.c_attn',
+    ];
+    expect(dropped.filter(isDroppedBuffer)).toEqual(dropped);
+    expect(kept.filter(isDroppedBuffer)).toEqual([]);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoints built here: legacy-format (pre-zip) files are a few protocol-2 pickles and raw
+// storage bytes, so a test can write exactly the state dict it needs.
+
+type StorageClass = 'FloatStorage' | 'DoubleStorage' | 'HalfStorage' | 'BFloat16Storage' | 'LongStorage';
+
+interface StorageSpec {
+  key: string;
+  type: StorageClass;
+  data: Float32Array | Float64Array | Uint16Array | BigInt64Array;
+}
+
+interface TensorSpec {
+  name: string;
+  storage: StorageSpec;
+  shape: number[];
+  stride?: number[];
+  offset?: number;
+}
+
+class PickleWriter {
+  private readonly bytes: number[] = [0x80, 2];
+
+  op(codes: string): this {
+    for (const char of codes) this.bytes.push(char.charCodeAt(0));
+    return this;
+  }
+
+  str(text: string): this {
+    const utf8 = new TextEncoder().encode(text);
+    this.op('X').u32(utf8.length);
+    this.bytes.push(...utf8);
+    return this;
+  }
+
+  int(value: number): this {
+    if (value < 256) this.bytes.push(0x4b, value);
+    else this.op('J').u32(value);
+    return this;
+  }
+
+  global(module: string, name: string): this {
+    return this.op(`c${module}\n${name}\n`);
+  }
+
+  ints(values: readonly number[]): this {
+    this.op('(');
+    for (const value of values) this.int(value);
+    return this.op('t');
+  }
+
+  raw(...bytes: number[]): this {
+    this.bytes.push(...bytes);
+    return this;
+  }
+
+  finish(): Uint8Array {
+    return new Uint8Array([...this.bytes, 0x2e]);
+  }
+
+  private u32(value: number): this {
+    this.bytes.push(value & 0xff, (value >>> 8) & 0xff, (value >>> 16) & 0xff, value >>> 24);
+    return this;
+  }
+}
+
+function rowMajorStride(shape: readonly number[]): number[] {
+  const stride: number[] = [];
+  for (let axis = shape.length - 1, step = 1; axis >= 0; step *= shape[axis]!, axis--) stride[axis] = step;
+  return stride;
+}
+
+/** `torch.save(obj, f, _use_new_zipfile_serialization=False)` of `{'model': state_dict}` or of the state dict. */
+function legacyCheckpoint(tensors: readonly TensorSpec[], layout: 'fairseq' | 'huggingface'): Uint8Array {
+  const magic = new PickleWriter().raw(0x8a, 10, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19).finish();
+  const protocol = new PickleWriter().op('M').raw(0xe9, 0x03).finish();
+  const sysInfo = new PickleWriter().op('}(').str('little_endian').op('\x88').op('u').finish();
+
+  const main = new PickleWriter();
+  if (layout === 'fairseq') main.op('}').str('model');
+  main.global('collections', 'OrderedDict').op(')R(');
+  const storages = new Map<string, StorageSpec>();
+  for (const { name, storage, shape, stride, offset } of tensors) {
+    storages.set(storage.key, storage);
+    main.str(name).global('torch._utils', '_rebuild_tensor_v2').op('((').str('storage');
+    main.global('torch', storage.type).str(storage.key).str('cpu').int(storage.data.length).op('Nt').op('Q');
+    main.int(offset ?? 0).ints(shape).ints(stride ?? rowMajorStride(shape)).op('\x89');
+    main.global('collections', 'OrderedDict').op(')R').op('tR');
+  }
+  main.op('u');
+  if (layout === 'fairseq') main.op('s');
+
+  const keys = new PickleWriter().op('](');
+  for (const key of storages.keys()) keys.str(key);
+  const parts: Uint8Array[] = [magic, protocol, sysInfo, main.finish(), keys.op('e').finish()];
+  for (const { data } of storages.values()) {
+    const count = new BigInt64Array([BigInt(data.length)]);
+    parts.push(new Uint8Array(count.buffer), new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+  }
+  return new Uint8Array(Buffer.concat(parts));
+}
+
+const bfloat16 = (value: number): number => new Uint16Array(new Float32Array([value]).buffer)[1]!;
+
+function fairseqTensors(projection: Float32Array): TensorSpec[] {
+  const embeddingValues = new Float32Array([1.5, -2, 0.25, 3, 7, -0.125]);
+  const embedding: StorageSpec = { key: 'emb', type: 'FloatStorage', data: embeddingValues };
+  return [
+    { name: 'encoder.embed_tokens.weight', storage: embedding, shape: [3, 2] },
+    { name: 'decoder.embed_tokens.weight', storage: embedding, shape: [3, 2] },
+    {
+      name: 'decoder.output_projection.weight',
+      storage: { key: 'proj', type: 'FloatStorage', data: projection },
+      shape: [3, 2],
+    },
+    { name: 'decoder.layers.0.ffn_layernorm.bias', storage: embedding, shape: [2], offset: 4 },
+    {
+      name: 'encoder.layers.0.attn_ln.weight',
+      storage: { key: 'ln', type: 'BFloat16Storage', data: new Uint16Array([bfloat16(1), bfloat16(-2.5)]) },
+      shape: [2],
+    },
+    {
+      name: 'decoder.layers.0.encoder_attn.k_proj.weight',
+      storage: { key: 'k', type: 'HalfStorage', data: new Uint16Array([0.5, -1, 2, 0.75].map(floatToHalf)) },
+      shape: [2, 2],
+    },
+    {
+      // A transposed view of float64 values.
+      name: 'encoder.layers.0.fc1.weight',
+      storage: { key: 'fc', type: 'DoubleStorage', data: new Float64Array([0, 0.5, 1, 1.5, 2, 2.5]) },
+      shape: [3, 2],
+      stride: [1, 3],
+    },
+    {
+      name: 'encoder.token_rp_bucket',
+      storage: { key: 'rp', type: 'LongStorage', data: new BigInt64Array(4) },
+      shape: [2, 2],
+    },
+    {
+      name: 'encoder.embed_images.bn1.num_batches_tracked',
+      storage: { key: 'n', type: 'LongStorage', data: new BigInt64Array([7n]) },
+      shape: [],
+    },
+    { name: 'encoder.version', storage: { key: 'v', type: 'FloatStorage', data: new Float32Array([3]) }, shape: [1] },
+  ];
+}
+
+const EXPECTED_VALUES: Record<string, number[]> = {
+  'encoder.embed_tokens.weight': [1.5, -2, 0.25, 3, 7, -0.125],
+  'decoder.layers.0.ffn_layer_norm.bias': [7, -0.125],
+  'encoder.layers.0.self_attn_mid_layer_norm.weight': [1, -2.5],
+  'decoder.layers.0.cross_attn.k_proj.weight': [0.5, -1, 2, 0.75],
+  'encoder.layers.0.fc1.weight': [0, 1.5, 0.5, 2, 1, 2.5],
+};
+
+async function writeCheckpoint(name: string, bytes: Uint8Array): Promise<string> {
+  const path = join(workDir, name);
+  await writeFile(path, bytes);
+  return path;
+}
+
+describe('convertOfaCheckpoint on a fairseq checkpoint', () => {
+  it.each(['f32', 'f16'] as const)('renames, drops buffers, ties the embedding and converts to %s', async (dtype) => {
+    const tied = new Float32Array([1.5, -2, 0.25, 3, 7, -0.125]);
+    const input = await writeCheckpoint(`fairseq-${dtype}.pt`, legacyCheckpoint(fairseqTensors(tied), 'fairseq'));
+    const output = join(workDir, `fairseq.${dtype}.safetensors`);
+    const summary = await convertOfaCheckpoint(input, output, { dtype });
+
+    expect(summary).toEqual({
+      layout: 'fairseq',
+      tensorsWritten: 5,
+      dropped: ['encoder.token_rp_bucket', 'encoder.embed_images.bn1.num_batches_tracked', 'encoder.version'],
+      // decoder.embed_tokens shares the storage; output_projection is an equal copy.
+      aliases: {
+        'decoder.embed_tokens.weight': 'encoder.embed_tokens.weight',
+        'decoder.output_projection.weight': 'encoder.embed_tokens.weight',
+      },
+      renamed: 3,
+    });
+    const file = await SafetensorsFile.open(output);
+    try {
+      expect(JSON.parse(file.metadata['tied_weight_aliases']!)).toEqual(summary.aliases);
+      expect([...file.tensors.keys()].sort()).toEqual(Object.keys(EXPECTED_VALUES).sort());
+      for (const [name, values] of Object.entries(EXPECTED_VALUES)) {
+        expect(file.info(name).dtype).toBe(dtype === 'f16' ? 'F16' : 'F32');
+        expect([...(await file.readFloat32(name))], name).toEqual(values);
+      }
+      expect(file.info('encoder.layers.0.fc1.weight').shape).toEqual([3, 2]);
+    } finally {
+      await file.close();
+    }
+  });
+
+  it('stores an output projection that differs from the embedding under its own name', async () => {
+    const untied = new Float32Array([1.5, -2, 0.25, 3, 7, 9]);
+    const input = await writeCheckpoint('untied.pt', legacyCheckpoint(fairseqTensors(untied), 'fairseq'));
+    const summary = await convertOfaCheckpoint(input, join(workDir, 'untied.safetensors'), { dtype: 'f32' });
+    expect(summary.aliases).toEqual({ 'decoder.embed_tokens.weight': 'encoder.embed_tokens.weight' });
+    const file = await SafetensorsFile.open(join(workDir, 'untied.safetensors'));
+    expect([...(await file.readFloat32('decoder.output_projection.weight'))]).toEqual([...untied]);
+    await file.close();
+  });
+
+  it('keeps the names of a Hugging Face state dict as they are', async () => {
+    const tensors = fairseqTensors(new Float32Array(6)).filter((t) => t.name.includes('attn_ln'));
+    const input = await writeCheckpoint('hf.bin', legacyCheckpoint(tensors, 'huggingface'));
+    const summary = await convertOfaCheckpoint(input, join(workDir, 'hf.safetensors'), { dtype: 'f32' });
+    expect(summary).toMatchObject({ layout: 'huggingface', tensorsWritten: 1, renamed: 0 });
+  });
+
+  it('refuses to round a weight that float16 cannot hold, naming it', async () => {
+    const tensors = fairseqTensors(new Float32Array(6));
+    const huge = new Float32Array([1, 2, 3, 4, 5, 1e6]);
+    tensors[0] = { ...tensors[0]!, storage: { key: 'big', type: 'FloatStorage', data: huge } };
+    const input = await writeCheckpoint('overflow.pt', legacyCheckpoint(tensors, 'fairseq'));
+    const output = join(workDir, 'overflow.safetensors');
+    await expect(convertOfaCheckpoint(input, output, { dtype: 'f16' })).rejects.toThrow(
+      `${input}: 'encoder.embed_tokens.weight': element 5 = 1000000 overflows float16; convert with dtype f32`,
+    );
+    expect(existsSync(output)).toBe(false);
+  });
+});
+
+describe('small.pt', () => {
+  it('holds its state dict under model', async () => {
+    const checkpoint = await loadTorchCheckpoint(SMALL_CHECKPOINT);
+    try {
+      const { layout, tensors } = readStateDict(checkpoint);
+      expect(layout).toBe('fairseq');
+      expect(tensors.size).toBe(10);
+      expect(tensors.get('encoder.layer_norm.weight')?.dtype).toBe('bfloat16');
+    } finally {
+      await checkpoint.close();
+    }
+  });
+
+  it('does not convert: a bool tensor is not a weight nor a known buffer', async () => {
+    const output = join(workDir, 'small.safetensors');
+    await expect(convertOfaCheckpoint(SMALL_CHECKPOINT, output, { dtype: 'f32' })).rejects.toThrow(
+      `${SMALL_CHECKPOINT}: 'encoder.flag' is bool; only floating-point weights are converted`,
+    );
+  });
+});
+
+describe('convertOfaCheckpoint on the golden ofa-tiny-random pytorch_model.bin', () => {
+  const reason = hasGolden ? '' : ' [skipped: ../shared/golden is not beside the repository]';
+
+  it.skipIf(!hasGolden)(`reproduces weights.safetensors bit for bit with dtype f16${reason}`, async () => {
+    const output = join(workDir, 'tiny.f16.safetensors');
+    const summary = await convertOfaCheckpoint(GOLDEN_CHECKPOINT, output, { dtype: 'f16' });
+    const manifest = JSON.parse(await readFile(GOLDEN_MANIFEST, 'utf8')) as {
+      tied_weight_aliases: Record<string, string>;
+    };
+    expect(summary.layout).toBe('huggingface');
+    expect(summary.aliases).toEqual(manifest.tied_weight_aliases);
+
+    const [converted, golden] = await Promise.all([SafetensorsFile.open(output), SafetensorsFile.open(GOLDEN_WEIGHTS)]);
+    try {
+      expect(JSON.parse(converted.metadata['tied_weight_aliases']!)).toEqual(manifest.tied_weight_aliases);
+      expect([...converted.tensors.keys()].sort()).toEqual([...golden.tensors.keys()].sort());
+      expect(summary.tensorsWritten).toBe(golden.tensors.size);
+      const mismatched: string[] = [];
+      for (const [name, info] of golden.tensors) {
+        const mine = converted.info(name);
+        const same =
+          mine.dtype === info.dtype &&
+          mine.shape.join() === info.shape.join() &&
+          Buffer.from(await converted.readBytes(name)).equals(await golden.readBytes(name));
+        if (!same) mismatched.push(name);
+      }
+      expect(mismatched).toEqual([]);
+    } finally {
+      await converted.close();
+      await golden.close();
+      await rm(output);
+    }
+  });
+
+  it.skipIf(!hasGolden)(`widens to the same values with dtype f32${reason}`, async () => {
+    const output = join(workDir, 'tiny.f32.safetensors');
+    await convertOfaCheckpoint(GOLDEN_CHECKPOINT, output, { dtype: 'f32' });
+    const [converted, golden] = await Promise.all([SafetensorsFile.open(output), SafetensorsFile.open(GOLDEN_WEIGHTS)]);
+    try {
+      const mismatched: string[] = [];
+      for (const name of golden.tensors.keys()) {
+        const mine = await converted.readFloat32(name);
+        const reference = await golden.readFloat32(name);
+        const same =
+          converted.info(name).dtype === 'F32' &&
+          Buffer.from(mine.buffer, mine.byteOffset, mine.byteLength).equals(
+            Buffer.from(reference.buffer, reference.byteOffset, reference.byteLength),
+          );
+        if (!same) mismatched.push(name);
+      }
+      expect(mismatched).toEqual([]);
+    } finally {
+      await converted.close();
+      await golden.close();
+      await rm(output);
+    }
+  });
+});
