@@ -1,0 +1,321 @@
+/**
+ * OFA's tokenizer: GPT-2 byte-level BPE followed by the fairseq dictionary that OFA trained with
+ * (ofa-arch.md §2). Text → UTF-8 bytes → printable "byte characters" → pre-tokens (GPT-2 regex)
+ * → BPE merges by rank → GPT-2 ids → fairseq ids (line index of dict.txt + 4).
+ *
+ * The module imports nothing from Node at top level so that a browser bundle can use
+ * `OfaTokenizer.fromFiles`; `OfaTokenizer.load` pulls in `node:fs` on demand.
+ */
+
+export const BOS_ID = 0;
+export const PAD_ID = 1;
+export const EOS_ID = 2;
+export const UNK_ID = 3;
+/** fairseq places the dictionary lines right after the four specials. */
+const FIRST_DICT_ID = 4;
+/** Lines in OFA's `utils/BPE/dict.txt`: 50,257 GPT-2 ids plus three `madeupwordNNNN` fillers. */
+const DICT_ENTRY_COUNT = 50260;
+export const MASK_ID = FIRST_DICT_ID + DICT_ENTRY_COUNT; // 50264
+export const CODE_COUNT = 8192;
+export const FIRST_CODE_ID = MASK_ID + 1; // 50265
+export const BIN_COUNT = 1000;
+export const FIRST_BIN_ID = FIRST_CODE_ID + CODE_COUNT; // 58457
+export const OFA_VOCAB_SIZE = FIRST_BIN_ID + BIN_COUNT; // 59457
+
+const SPECIAL_SYMBOLS = ['<s>', '<pad>', '</s>', '<unk>'] as const;
+
+/**
+ * GPT-2's pre-tokenizer. The original runs on Python's `regex` module, whose `\s` is exactly
+ * the Unicode White_Space property; JavaScript's `\s` differs (it adds U+FEFF and lacks U+0085),
+ * so White_Space is spelled out.
+ */
+const PRE_TOKEN_PATTERN =
+  /'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\p{White_Space}\p{L}\p{N}]+|\p{White_Space}+(?!\P{White_Space})|\p{White_Space}+/gu;
+
+/**
+ * Pre-tokens repeat a lot in real text, so their ids are memoised; the bound keeps a
+ * long-running process from growing without limit on adversarial input.
+ */
+const MAX_CACHED_PRE_TOKENS = 50_000;
+
+/**
+ * GPT-2's reversible byte → character table: printable Latin-1 bytes map to themselves, the
+ * other 68 bytes to U+0100.. in byte order, so every BPE token is a printable, space-free string.
+ */
+function buildByteToChar(): string[] {
+  const isPrintable = (byte: number): boolean =>
+    (byte >= 0x21 && byte <= 0x7e) || (byte >= 0xa1 && byte <= 0xac) || (byte >= 0xae && byte <= 0xff);
+  const table = new Array<string>(256);
+  let nextSubstitute = 256;
+  for (let byte = 0; byte < 256; byte++) {
+    table[byte] = String.fromCodePoint(isPrintable(byte) ? byte : nextSubstitute++);
+  }
+  return table;
+}
+
+const BYTE_TO_CHAR = buildByteToChar();
+const CHAR_TO_BYTE = new Map(BYTE_TO_CHAR.map((char, byte) => [char, byte]));
+const utf8Encoder = new TextEncoder();
+
+export interface OfaTokenizerFiles {
+  /** GPT-2 `encoder.json`: BPE token string → GPT-2 id. */
+  encoderJson: string;
+  /** GPT-2 `vocab.bpe`: merges in rank order, one `left right` pair per line. */
+  vocabBpe: string;
+  /** fairseq `dict.txt`: one `symbol count` line per dictionary entry, symbol = GPT-2 id. */
+  dictTxt: string;
+}
+
+export class OfaTokenizer {
+  readonly vocabSize: number = OFA_VOCAB_SIZE;
+
+  /** fairseq id → symbol: the byte-level BPE string for GPT-2 tokens, the literal otherwise. */
+  private readonly symbols: readonly string[];
+  /** Whether the symbol of an id is byte-level BPE text (decoded through CHAR_TO_BYTE). */
+  private readonly isByteLevel: Uint8Array;
+  private readonly idOfBpeToken: ReadonlyMap<string, number>;
+  /** Key `left + " " + right`; safe because byte-level tokens never contain a space. */
+  private readonly mergeRank: ReadonlyMap<string, number>;
+  private readonly preTokenCache = new Map<string, readonly number[]>();
+
+  private constructor(
+    symbols: readonly string[],
+    isByteLevel: Uint8Array,
+    idOfBpeToken: ReadonlyMap<string, number>,
+    mergeRank: ReadonlyMap<string, number>,
+  ) {
+    this.symbols = symbols;
+    this.isByteLevel = isByteLevel;
+    this.idOfBpeToken = idOfBpeToken;
+    this.mergeRank = mergeRank;
+  }
+
+  /** Reads `encoder.json`, `vocab.bpe` and `dict.txt` from `dir` (default: the shipped `weights/ofa-bpe`). */
+  static async load(dir?: string): Promise<OfaTokenizer> {
+    const { readFile } = await import('node:fs/promises');
+    // src/text and the compiled dist/text are both two levels below the package root.
+    const base = dir === undefined ? new URL('../../weights/ofa-bpe/', import.meta.url) : dir;
+    const read = async (name: string): Promise<string> => {
+      const location = typeof base === 'string' ? `${base.replace(/[\\/]+$/, '')}/${name}` : new URL(name, base);
+      try {
+        return await readFile(location, 'utf8');
+      } catch (error) {
+        const where = typeof location === 'string' ? location : location.pathname;
+        throw new Error(`OfaTokenizer: cannot read ${name} at ${where}: ${(error as Error).message}`);
+      }
+    };
+    // One after another, so that a missing directory always reports the same first file.
+    const encoderJson = await read('encoder.json');
+    const vocabBpe = await read('vocab.bpe');
+    const dictTxt = await read('dict.txt');
+    return OfaTokenizer.fromFiles({ encoderJson, vocabBpe, dictTxt });
+  }
+
+  /** Builds the tokenizer from the three files' contents (for browsers, or bundled vocabularies). */
+  static fromFiles(files: OfaTokenizerFiles): OfaTokenizer {
+    const gpt2IdToToken = parseEncoderJson(files.encoderJson);
+    const mergeRank = parseMerges(files.vocabBpe);
+    const dictSymbols = parseDict(files.dictTxt);
+
+    const symbols = new Array<string>(OFA_VOCAB_SIZE);
+    const isByteLevel = new Uint8Array(OFA_VOCAB_SIZE);
+    const idOfBpeToken = new Map<string, number>();
+    SPECIAL_SYMBOLS.forEach((symbol, id) => (symbols[id] = symbol));
+    dictSymbols.forEach((symbol, line) => {
+      const id = FIRST_DICT_ID + line;
+      // fairseq's GPT-2 dictionary writes GPT-2 ids as decimal strings; anything else
+      // (OFA's `madeupwordNNNN` padding entries) is a plain literal symbol.
+      const token = /^\d+$/.test(symbol) ? gpt2IdToToken.get(Number(symbol)) : undefined;
+      if (token === undefined) {
+        symbols[id] = symbol;
+      } else {
+        symbols[id] = token;
+        isByteLevel[id] = 1;
+        idOfBpeToken.set(token, id);
+      }
+    });
+    symbols[MASK_ID] = '<mask>';
+    for (let i = 0; i < CODE_COUNT; i++) symbols[FIRST_CODE_ID + i] = `<code_${i}>`;
+    for (let i = 0; i < BIN_COUNT; i++) symbols[FIRST_BIN_ID + i] = `<bin_${i}>`;
+    return new OfaTokenizer(symbols, isByteLevel, idOfBpeToken, mergeRank);
+  }
+
+  /** fairseq ids of `text`, without BOS/EOS. Leading spaces matter: `" no"` ≠ `"no"`. */
+  encode(text: string): number[] {
+    const surrogate = /\p{Cs}/u.exec(text);
+    if (surrogate !== null) {
+      throw new Error(`OfaTokenizer.encode: unpaired UTF-16 surrogate at index ${surrogate.index}; text must be valid Unicode`);
+    }
+    const ids: number[] = [];
+    for (const [preToken] of text.matchAll(PRE_TOKEN_PATTERN)) {
+      for (const id of this.encodePreToken(preToken)) ids.push(id);
+    }
+    return ids;
+  }
+
+  /** `[BOS, ...encode(text), EOS]`, the form OFA's encoder consumes. */
+  encodeWithSpecials(text: string): number[] {
+    return [BOS_ID, ...this.encode(text), EOS_ID];
+  }
+
+  /**
+   * Text of `ids`. BOS, EOS and padding are dropped; `<unk>`, `<mask>`, `<code_i>`, `<bin_i>`
+   * come out as those literal strings, as fairseq's GPT-2 decoder passes them through.
+   * Invalid UTF-8 (a sequence cut between tokens) becomes U+FFFD, like fairseq's `errors="replace"`.
+   */
+  decode(ids: readonly number[]): string {
+    const bytes: number[] = [];
+    for (const id of ids) {
+      this.checkId(id);
+      if (id === BOS_ID || id === EOS_ID || id === PAD_ID) continue;
+      const symbol = this.symbols[id]!;
+      if (this.isByteLevel[id] === 1) {
+        for (const char of symbol) bytes.push(CHAR_TO_BYTE.get(char)!);
+      } else {
+        for (const byte of utf8Encoder.encode(symbol)) bytes.push(byte);
+      }
+    }
+    // ignoreBOM: a U+FEFF the text began with is content, not a byte-order mark to strip.
+    return new TextDecoder('utf-8', { ignoreBOM: true }).decode(new Uint8Array(bytes));
+  }
+
+  /** The vocabulary symbol of `id`: byte-level BPE text (e.g. `"Ġthe"`) or a literal such as `"<bin_3>"`. */
+  token(id: number): string {
+    this.checkId(id);
+    return this.symbols[id]!;
+  }
+
+  private checkId(id: number): void {
+    if (!Number.isInteger(id) || id < 0 || id >= OFA_VOCAB_SIZE) {
+      throw new RangeError(`OfaTokenizer: token id ${id} is not an integer in [0, ${OFA_VOCAB_SIZE - 1}]`);
+    }
+  }
+
+  private encodePreToken(preToken: string): readonly number[] {
+    const cached = this.preTokenCache.get(preToken);
+    if (cached !== undefined) return cached;
+
+    let byteChars = '';
+    for (const byte of utf8Encoder.encode(preToken)) byteChars += BYTE_TO_CHAR[byte];
+    // fairseq maps a BPE token that its dictionary lacks to <unk>; with OFA's files every
+    // GPT-2 token is in the dictionary, so this only matters for foreign vocabularies.
+    const ids = this.applyMerges(byteChars).map((token) => this.idOfBpeToken.get(token) ?? UNK_ID);
+
+    if (this.preTokenCache.size >= MAX_CACHED_PRE_TOKENS) this.preTokenCache.clear();
+    this.preTokenCache.set(preToken, ids);
+    return ids;
+  }
+
+  /** GPT-2's merge loop: repeatedly merge every occurrence of the lowest-ranked adjacent pair. */
+  private applyMerges(byteChars: string): string[] {
+    let parts = Array.from(byteChars);
+    while (parts.length > 1) {
+      let bestRank = Infinity;
+      let bestLeft = '';
+      let bestRight = '';
+      for (let i = 0; i + 1 < parts.length; i++) {
+        const rank = this.mergeRank.get(`${parts[i]} ${parts[i + 1]}`);
+        if (rank !== undefined && rank < bestRank) {
+          bestRank = rank;
+          bestLeft = parts[i]!;
+          bestRight = parts[i + 1]!;
+        }
+      }
+      if (bestRank === Infinity) break;
+      const merged: string[] = [];
+      for (let i = 0; i < parts.length; i++) {
+        if (i + 1 < parts.length && parts[i] === bestLeft && parts[i + 1] === bestRight) {
+          merged.push(bestLeft + bestRight);
+          i++;
+        } else {
+          merged.push(parts[i]!);
+        }
+      }
+      parts = merged;
+    }
+    return parts;
+  }
+}
+
+function parseEncoderJson(encoderJson: string): Map<number, string> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(encoderJson);
+  } catch (error) {
+    throw new Error(`OfaTokenizer: encoder.json is not valid JSON: ${(error as Error).message}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new Error('OfaTokenizer: encoder.json must be an object mapping BPE tokens to ids');
+  }
+  const tokenOfId = new Map<number, string>();
+  for (const [token, id] of Object.entries(parsed)) {
+    if (typeof id !== 'number' || !Number.isInteger(id) || id < 0) {
+      throw new Error(`OfaTokenizer: encoder.json maps ${JSON.stringify(token)} to ${JSON.stringify(id)}, not a non-negative integer`);
+    }
+    tokenOfId.set(id, token);
+  }
+  return tokenOfId;
+}
+
+function parseMerges(vocabBpe: string): Map<string, number> {
+  const rank = new Map<string, number>();
+  let mergeIndex = 0;
+  vocabBpe.split('\n').forEach((rawLine, index) => {
+    const line = rawLine.replace(/\r$/, '');
+    if (line === '' || (index === 0 && line.startsWith('#version'))) return;
+    const pair = line.split(' ');
+    if (pair.length !== 2 || pair[0] === '' || pair[1] === '') {
+      throw new Error(`OfaTokenizer: vocab.bpe line ${index + 1} is ${JSON.stringify(line)}, expected "left right"`);
+    }
+    // Rank = position among the merge lines; a repeated pair keeps its last rank, as GPT-2's
+    // `dict(zip(bpe_merges, range(len(bpe_merges))))` does.
+    rank.set(`${pair[0]} ${pair[1]}`, mergeIndex++);
+  });
+  return rank;
+}
+
+function parseDict(dictTxt: string): string[] {
+  const symbols: string[] = [];
+  dictTxt.split('\n').forEach((rawLine, index) => {
+    const line = rawLine.replace(/\r$/, '');
+    if (line === '') return;
+    const fields = line.split(' ');
+    if (fields.length !== 2 || fields[0] === '' || !/^\d+$/.test(fields[1]!)) {
+      throw new Error(`OfaTokenizer: dict.txt line ${index + 1} is ${JSON.stringify(line)}, expected "symbol count"`);
+    }
+    symbols.push(fields[0]!);
+  });
+  if (symbols.length !== DICT_ENTRY_COUNT) {
+    throw new Error(
+      `OfaTokenizer: dict.txt has ${symbols.length} entries; OFA's has ${DICT_ENTRY_COUNT}, ` +
+        'and <mask>, <code_i> and <bin_i> ids depend on that count',
+    );
+  }
+  return symbols;
+}
+
+/** Python's `str.isspace()` set, which `re`'s `\s` uses: White_Space plus U+001C..U+001F. */
+const PYTHON_WHITESPACE_RUN = /[\p{White_Space}\u001c-\u001f]{2,}/gu;
+
+/**
+ * OFA's `pre_caption` (ofa-arch.md §7.3), applied to captions and SNLI-VE hypotheses: lowercase,
+ * strip leading `,.!?*#:;~`, `-` and `/` → space, `<person>` → `person`, runs of two or more
+ * whitespace characters → one space, strip trailing newlines and surrounding spaces, keep the
+ * first `maxWords` space-separated words. A lone tab or newline inside the text survives, as in OFA.
+ */
+export function preCaption(text: string, maxWords: number): string {
+  if (!Number.isInteger(maxWords) || maxWords < 0) {
+    throw new RangeError(`preCaption: maxWords must be a non-negative integer, got ${maxWords}`);
+  }
+  const caption = text
+    .toLowerCase()
+    .replace(/^[,.!?*#:;~]+/, '')
+    .replaceAll('-', ' ')
+    .replaceAll('/', ' ')
+    .replaceAll('<person>', 'person')
+    .replace(PYTHON_WHITESPACE_RUN, ' ')
+    .replace(/\n+$/, '')
+    .replace(/^ +| +$/g, '');
+  const words = caption.split(' ');
+  return words.length > maxWords ? words.slice(0, maxWords).join(' ') : caption;
+}
