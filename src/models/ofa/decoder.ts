@@ -1,0 +1,383 @@
+/**
+ * The OFA decoder (ofa-arch.md §5): token embeddings with their own LayerNorm, self-attention
+ * with an absolute + relative position bias and a causal mask, cross-attention to the encoder
+ * output with an absolute position bias, pre-norm NormFormer layers, a final LayerNorm and the
+ * output projection tied to the shared token table.
+ *
+ * Two drivers share the layer code: `decodeFull` (teacher forcing, all positions at once, no
+ * cache) and `DecodingSession` (one token per step for a batch of B sequences — beams — with a
+ * key/value cache, §5.5). The encoder output has batch 1 and is shared by every sequence through
+ * the attention op's batch-1 key/value sharing, so it is never copied per beam. Like the encoder,
+ * each pass is `embed` → `layer(l, …)` per layer → `finish`, so that a driver may stop early.
+ */
+import type { Backend } from '../../backend/backend.js';
+import type { Tensor } from '../../tensor.js';
+import { type OfaConfig, attentionScale, checkTokenIds } from './config.js';
+import {
+  type EncoderOutput,
+  attentionOutput,
+  feedForwardSublayer,
+  layerNorm,
+  linear,
+  positionBias,
+  positionKeys,
+  positionQueries,
+  relativeBias,
+} from './encoder.js';
+import { type PositionTables, checkTextLength } from './positions.js';
+import type { DecoderWeights } from './weights.js';
+
+/** What the decoder keeps of one encoder output: computed once, shared by every step and sequence. */
+export interface EncoderMemory {
+  /** Per layer, the cross-attention keys and values `[1, N, d]` of the encoder output (§5.3). */
+  crossKeys: Tensor[];
+  crossValues: Tensor[];
+  /** `[H, N, dh]`: `cross_pos_k_linear` of the encoder's position vectors (§5.2, not re-normed). */
+  crossPositionKeys: Tensor;
+  /** i32 `[1, N]`, the encoder's padding mask (borrowed from the encoder output). */
+  keyPaddingMask: Tensor;
+  dispose(): void;
+}
+
+/** The position biases of one pass, for queries at positions `Tk − Tq … Tk − 1` (§5.2). */
+export interface DecoderPass {
+  /** `[H, Tq, Tk]`: `(s·Qs)·Ksᵀ` of the decoder positions. */
+  selfPositionBias: Tensor;
+  /** i32 `[Tq, Tk]` rows of each layer's 1-D relative table (cached per shape, not owned). */
+  selfRelativeIndex: Tensor;
+  /** `[H, Tq, N]`: `(s·Qc)·Kcᵀ` against the encoder positions. */
+  crossPositionBias: Tensor;
+}
+
+/** One layer's self-attention keys and values `[B, t, d]` for the tokens seen so far. */
+export interface SelfAttentionCache {
+  keys: Tensor;
+  values: Tensor;
+}
+
+export interface DecoderOutput {
+  /** `[B, T, d]`: 0 = the embedding output, l = after layer l (before the final LayerNorm). */
+  hiddenStates: Tensor[];
+  /** `[B, T, d]` after the final LayerNorm. */
+  lastHiddenState: Tensor;
+  /** `[B, T, V]`. */
+  logits: Tensor;
+  dispose(): void;
+}
+
+function disposePass(pass: DecoderPass): void {
+  pass.selfPositionBias.dispose();
+  pass.crossPositionBias.dispose();
+}
+
+export class OfaDecoder {
+  readonly heads: number;
+  readonly scale: number;
+
+  constructor(
+    readonly backend: Backend,
+    readonly config: OfaConfig,
+    private readonly weights: DecoderWeights,
+    readonly positions: PositionTables,
+  ) {
+    this.heads = config.decoderAttentionHeads;
+    this.scale = attentionScale(config, this.heads);
+  }
+
+  get layerCount(): number {
+    return this.weights.layers.length;
+  }
+
+  /** Projects the encoder output once into every layer's cross-attention keys and values. */
+  memory(encoderOutput: EncoderOutput): EncoderMemory {
+    const { backend, weights } = this;
+    const [, n, d] = encoderOutput.positionEmbedding.shape as [number, number, number];
+    const memory = backend.tidy(() => ({
+      crossKeys: weights.layers.map((w) => linear(backend, encoderOutput.lastHiddenState, w.crossAttn.k)),
+      crossValues: weights.layers.map((w) => linear(backend, encoderOutput.lastHiddenState, w.crossAttn.v)),
+      crossPositionKeys: positionKeys(
+        backend,
+        encoderOutput.positionEmbedding.reshape([n, d]),
+        weights.crossPosKLinear,
+        this.heads,
+      ),
+    }));
+    return {
+      ...memory,
+      keyPaddingMask: encoderOutput.keyPaddingMask,
+      dispose: () => [...memory.crossKeys, ...memory.crossValues, memory.crossPositionKeys].forEach((t) => t.dispose()),
+    };
+  }
+
+  /** §5.1: `layernorm_embedding(embed_tokens[y])` for ids `[B, T]` given row-major → `[B, T, d]`. */
+  embed(ids: ArrayLike<number>, batch: number, length: number): Tensor {
+    checkTokenIds(this.config, ids, 'decoder input');
+    const { backend, weights } = this;
+    return backend.tidy(() => {
+      const tokens = backend.upload(Int32Array.from(ids), [batch, length], 'i32');
+      const embedded = backend.gather(weights.embedTokens, tokens);
+      return layerNorm(backend, embedded, weights.layernormEmbedding, this.config.layerNormEps);
+    });
+  }
+
+  /** `Pd[t] = pos_ln(embed_positions[t])` for `t = start … start + length − 1`, `[length, d]` (§5.2). */
+  decoderPositions(start: number, length: number): Tensor {
+    const ids = this.positions.positionRange(start, length);
+    const { backend, weights } = this;
+    return backend.tidy(() =>
+      layerNorm(backend, backend.gather(weights.embedPositions, ids), weights.posLn, this.config.layerNormEps),
+    );
+  }
+
+  /**
+   * Biases for queries at the `Pd` rows given, against self-attention keys `selfKeys [H, Tk, dh]`
+   * and the encoder positions in `memory`.
+   */
+  pass(queryPositions: Tensor, selfKeys: Tensor, memory: EncoderMemory): DecoderPass {
+    const { backend, weights, heads, scale } = this;
+    const [queryLength] = queryPositions.shape as [number];
+    const keyLength = selfKeys.shape[1]!;
+    const selfRelativeIndex = this.positions.decoderRelativeIndex(queryLength, keyLength);
+    const biases = backend.tidy(() => ({
+      selfPositionBias: positionBias(
+        backend,
+        positionQueries(backend, queryPositions, weights.selfPosQLinear, heads, scale),
+        selfKeys,
+      ),
+      crossPositionBias: positionBias(
+        backend,
+        positionQueries(backend, queryPositions, weights.crossPosQLinear, heads, scale),
+        memory.crossPositionKeys,
+      ),
+    }));
+    return { ...biases, selfRelativeIndex };
+  }
+
+  /** `self_pos_k_linear` of decoder positions, `[H, T, dh]`. */
+  selfPositionKeys(positions: Tensor): Tensor {
+    return positionKeys(this.backend, positions, this.weights.selfPosKLinear, this.heads);
+  }
+
+  /**
+   * Layer `l` (§5.3) on `x [B, Tq, d]`. Without a cache, the queries attend to themselves
+   * (causally). With one, this step's keys and values are appended to `cache[l]` (which is
+   * replaced, the old tensors freed) and the queries attend to the whole cached sequence.
+   */
+  layer(
+    l: number,
+    x: Tensor,
+    pass: DecoderPass,
+    memory: EncoderMemory,
+    cache?: (SelfAttentionCache | undefined)[],
+  ): Tensor {
+    const { backend, heads, scale } = this;
+    const eps = this.config.layerNormEps;
+    const w = this.weights.layers[l];
+    if (!w) throw new Error(`decoder: layer ${l} does not exist (the decoder has ${this.layerCount})`);
+    const previous = cache?.[l];
+    const out = backend.tidy(() => {
+      // Self-attention with Aself + Rtxt_l; causal also covers a cached step, whose single
+      // query may see every key (the op aligns the last query with the last key).
+      let h = layerNorm(backend, x, w.selfAttnLayerNorm, eps);
+      const k = linear(backend, h, w.selfAttn.k);
+      const v = linear(backend, h, w.selfAttn.v);
+      const keys = previous ? backend.concat([previous.keys, k], 1) : k;
+      const values = previous ? backend.concat([previous.values, v], 1) : v;
+      const relative = relativeBias(backend, w.tokenRelativeTable, pass.selfRelativeIndex);
+      h = attentionOutput(backend, w.selfAttn, linear(backend, h, w.selfAttn.q), keys, values, {
+        heads,
+        scale,
+        bias: backend.add(pass.selfPositionBias, relative),
+        causal: true,
+      });
+      const afterSelf = backend.add(x, layerNorm(backend, h, w.selfAttnMidLayerNorm, eps));
+      // Cross-attention to the encoder output (shared batch 1) with Across and the encoder padding.
+      h = layerNorm(backend, afterSelf, w.crossAttnLayerNorm, eps);
+      const crossQueries = linear(backend, h, w.crossAttn.q);
+      h = attentionOutput(backend, w.crossAttn, crossQueries, memory.crossKeys[l]!, memory.crossValues[l]!, {
+        heads,
+        scale,
+        bias: pass.crossPositionBias,
+        keyPaddingMask: memory.keyPaddingMask,
+      });
+      const afterCross = backend.add(afterSelf, layerNorm(backend, h, w.crossAttnMidLayerNorm, eps));
+      const hidden = feedForwardSublayer(backend, afterCross, w.finalLayerNorm, w.ffn, eps);
+      return cache ? { hidden, keys, values } : { hidden };
+    });
+    if (cache) {
+      previous?.keys.dispose();
+      previous?.values.dispose();
+      cache[l] = { keys: out.keys!, values: out.values! };
+    }
+    return out.hidden;
+  }
+
+  /** §5.4: the final LayerNorm and the tied output projection `x·embed_tokensᵀ`, `[B, T, V]`. */
+  finish(x: Tensor): { lastHiddenState: Tensor; logits: Tensor } {
+    const { backend, weights } = this;
+    return backend.tidy(() => {
+      const lastHiddenState = layerNorm(backend, x, weights.layerNorm, this.config.layerNormEps);
+      const logits = backend.matmul(lastHiddenState, weights.outputProjection, { transposeB: true });
+      return { lastHiddenState, logits };
+    });
+  }
+
+  /** Teacher-forced pass over `ids` (B rows of equal length T, each starting with BOS), no cache. */
+  decodeFull(encoderOutput: EncoderOutput, ids: readonly (readonly number[])[]): DecoderOutput {
+    const batch = ids.length;
+    const length = ids[0]?.length ?? 0;
+    if (batch === 0 || length === 0) throw new Error('decoder: decodeFull needs at least one non-empty sequence');
+    if (ids.some((row) => row.length !== length)) {
+      const lengths = ids.map((row) => row.length).join(', ');
+      throw new Error(`decoder: decodeFull needs sequences of equal length, got ${lengths}`);
+    }
+    checkTextLength(this.config, length, 'decoder sequence');
+    const memory = this.memory(encoderOutput);
+    const positions = this.decoderPositions(0, length);
+    const selfKeys = this.selfPositionKeys(positions);
+    const pass = this.pass(positions, selfKeys, memory);
+    positions.dispose();
+    selfKeys.dispose();
+
+    const hiddenStates = [this.embed(ids.flat(), batch, length)];
+    for (let l = 0; l < this.layerCount; l++) hiddenStates.push(this.layer(l, hiddenStates[l]!, pass, memory));
+    const { lastHiddenState, logits } = this.finish(hiddenStates[this.layerCount]!);
+    disposePass(pass);
+    memory.dispose();
+    return {
+      hiddenStates,
+      lastHiddenState,
+      logits,
+      dispose: () => [...hiddenStates, lastHiddenState, logits].forEach((t) => t.dispose()),
+    };
+  }
+}
+
+/** One cached step in progress: the embedded tokens and this step's biases. */
+export interface DecoderStep {
+  /** `[B, 1, d]`, the embedding output of this step's tokens. */
+  hidden: Tensor;
+  pass: DecoderPass;
+}
+
+/**
+ * Incremental decoding (§5.5) of B sequences that share one encoder output. Each step feeds one
+ * token per sequence and returns the logits of the next; the self-attention keys and values of
+ * earlier tokens are cached per layer, the cross-attention ones are computed once.
+ */
+export class DecodingSession {
+  readonly #decoder: OfaDecoder;
+  readonly #memory: EncoderMemory;
+  readonly #cache: (SelfAttentionCache | undefined)[];
+  /** `[H, t, dh]`: self-attention position keys of positions 0 … t − 1, grown each step. */
+  #selfPositionKeys: Tensor | undefined;
+  #batch: number;
+  #length = 0;
+
+  constructor(decoder: OfaDecoder, encoderOutput: EncoderOutput, batch: number) {
+    if (!Number.isInteger(batch) || batch < 1) throw new Error(`decoding session: batch must be ≥ 1, got ${batch}`);
+    this.#decoder = decoder;
+    this.#memory = decoder.memory(encoderOutput);
+    this.#cache = Array.from({ length: decoder.layerCount }, () => undefined);
+    this.#batch = batch;
+  }
+
+  /** Number of sequences (beams). */
+  get batch(): number {
+    return this.#batch;
+  }
+
+  /** Tokens fed so far per sequence; the next token sits at this position. */
+  get length(): number {
+    return this.#length;
+  }
+
+  /**
+   * Embeds one token per sequence at position `length` and builds that query row's biases. A step
+   * is `begin`, then `layer` for each layer run, then `end`; `step` does all three.
+   */
+  begin(tokens: readonly number[]): DecoderStep {
+    if (tokens.length !== this.#batch) {
+      throw new Error(`decoding session: expected ${this.#batch} tokens (one per sequence), got ${tokens.length}`);
+    }
+    const decoder = this.#decoder;
+    checkTextLength(decoder.config, this.#length + 1, 'decoder sequence');
+    const hidden = decoder.embed(tokens, this.#batch, 1);
+    const position = decoder.decoderPositions(this.#length, 1);
+    const newKeys = decoder.selfPositionKeys(position);
+    const previousKeys = this.#selfPositionKeys;
+    this.#selfPositionKeys = previousKeys ? decoder.backend.concat([previousKeys, newKeys], 1) : newKeys;
+    if (previousKeys) {
+      previousKeys.dispose();
+      newKeys.dispose();
+    }
+    const pass = decoder.pass(position, this.#selfPositionKeys, this.#memory);
+    position.dispose();
+    return { hidden, pass };
+  }
+
+  /** Layer `l` for this step, appending its keys and values to the layer's cache. */
+  layer(l: number, x: Tensor, step: DecoderStep): Tensor {
+    return this.#decoder.layer(l, x, step.pass, this.#memory, this.#cache);
+  }
+
+  /** Ends the step: final LayerNorm and output projection of `x [B, 1, d]` → `[B, d]` and logits `[B, V]`. */
+  end(x: Tensor, step: DecoderStep): { lastHiddenState: Tensor; logits: Tensor } {
+    const [batch, , width] = x.shape as [number, number, number];
+    const output = this.#decoder.finish(x.reshape([batch, width]));
+    disposePass(step.pass);
+    this.#length++;
+    return output;
+  }
+
+  /** One full step: the next token of each sequence → logits `[B, V]` for the token after it. */
+  step(tokens: readonly number[]): Tensor {
+    const step = this.begin(tokens);
+    let x = step.hidden;
+    for (let l = 0; l < this.#decoder.layerCount; l++) {
+      const next = this.layer(l, x, step);
+      x.dispose();
+      x = next;
+    }
+    const { lastHiddenState, logits } = this.end(x, step);
+    x.dispose();
+    lastHiddenState.dispose();
+    return logits;
+  }
+
+  /** Beam search: sequence b continues sequence `indices[b]` (the batch may change size). */
+  reorder(indices: readonly number[]): void {
+    for (const index of indices) {
+      if (!Number.isInteger(index) || index < 0 || index >= this.#batch) {
+        throw new Error(`decoding session: reorder index ${index} is outside the batch of ${this.#batch}`);
+      }
+    }
+    const backend = this.#decoder.backend;
+    // Row `b·t + j` of a `[B·t, d]` view is token j of sequence b; gathering rows
+    // `indices[b]·t + j` yields the reordered `[B', t, d]` cache in one op per tensor.
+    const length = this.#length;
+    const rows = Int32Array.from({ length: indices.length * length }, (_, i) => {
+      return indices[Math.floor(i / length)]! * length + (i % length);
+    });
+    const rowIds = backend.upload(rows, [indices.length, length], 'i32');
+    const pick = (t: Tensor): Tensor => {
+      const picked = backend.gather(t.reshape([this.#batch * length, t.shape[2]!]), rowIds);
+      t.dispose();
+      return picked;
+    };
+    this.#cache.forEach((entry, l) => {
+      if (entry) this.#cache[l] = { keys: pick(entry.keys), values: pick(entry.values) };
+    });
+    rowIds.dispose();
+    this.#batch = indices.length;
+  }
+
+  dispose(): void {
+    for (const entry of this.#cache) {
+      entry?.keys.dispose();
+      entry?.values.dispose();
+    }
+    this.#selfPositionKeys?.dispose();
+    this.#memory.dispose();
+  }
+}

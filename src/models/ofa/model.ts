@@ -1,0 +1,177 @@
+/**
+ * The OFA model (ofa-arch.md §4–5) assembled from a checkpoint: configuration, weights on the
+ * device, the encoder and the decoder. The model does not know which backend runs it.
+ */
+import type { Backend } from '../../backend/backend.js';
+import { SafetensorsFile } from '../../io/safetensors.js';
+import type { Tensor } from '../../tensor.js';
+import { type OfaConfig, configFromJson } from './config.js';
+import { type DecoderOutput, DecodingSession, OfaDecoder } from './decoder.js';
+import { type EncoderOutput, OfaEncoder } from './encoder.js';
+import { PositionTables } from './positions.js';
+import { type LoadProgress, type OfaWeights, loadOfaWeights } from './weights.js';
+
+/** Where a model's files are; any file left out is looked for beside `weights`. */
+export interface OfaModelFiles {
+  /** The safetensors checkpoint. */
+  weights: string;
+  /** A Hugging Face style `config.json`. */
+  config?: string;
+  /** A golden-data manifest: its `config` and `tied_weight_aliases` are used. */
+  manifest?: string;
+}
+
+export interface OfaModelLoadOptions {
+  /** Overrides the config found with the files. */
+  config?: OfaConfig;
+  /** Extra tied-weight aliases (missing name → stored name); they win over the files' own. */
+  aliases?: Readonly<Record<string, string>>;
+  onProgress?: (progress: LoadProgress) => void;
+}
+
+const WEIGHT_FILE_NAMES = ['weights.safetensors', 'model.safetensors'];
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+async function exists(path: string): Promise<boolean> {
+  const { access } = await import('node:fs/promises');
+  return access(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+async function readJson(path: string): Promise<unknown> {
+  const { readFile } = await import('node:fs/promises');
+  const text = await readFile(path, 'utf8');
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new Error(`${path}: not valid JSON (${(error as Error).message})`);
+  }
+}
+
+/** A `.safetensors` path as given; a directory → the checkpoint in it. */
+async function findWeights(source: string): Promise<string> {
+  if (source.endsWith('.safetensors')) return source;
+  const { join } = await import('node:path');
+  for (const name of WEIGHT_FILE_NAMES) {
+    const path = join(source, name);
+    if (await exists(path)) return path;
+  }
+  throw new Error(`${source}: no OFA checkpoint (looked for ${WEIGHT_FILE_NAMES.join(', ')})`);
+}
+
+/** The model's files; config.json and manifest.json are looked for beside the weights unless given. */
+async function locateFiles(source: string | OfaModelFiles): Promise<OfaModelFiles> {
+  const { dirname, join } = await import('node:path');
+  const given: Partial<OfaModelFiles> = typeof source === 'string' ? {} : source;
+  const weights = typeof source === 'string' ? await findWeights(source) : source.weights;
+  const beside = async (path: string | undefined, name: string): Promise<string | undefined> => {
+    if (path !== undefined) return path;
+    const candidate = join(dirname(weights), name);
+    return (await exists(candidate)) ? candidate : undefined;
+  };
+  return {
+    weights,
+    config: await beside(given.config, 'config.json'),
+    manifest: await beside(given.manifest, 'manifest.json'),
+  };
+}
+
+/** The config from config.json, else the manifest's `config`, else the checkpoint's metadata key `config`. */
+function resolveConfig(configJson: unknown, manifest: unknown, file: SafetensorsFile, files: OfaModelFiles): OfaConfig {
+  if (configJson !== undefined) return configFromJson(configJson, files.config);
+  if (isRecord(manifest) && manifest['config'] !== undefined) {
+    return configFromJson(manifest['config'], `${files.manifest} → config`);
+  }
+  const metadata = file.metadata['config'];
+  if (metadata !== undefined) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(metadata);
+    } catch (error) {
+      throw new Error(`${file.label}: metadata "config" is not valid JSON (${(error as Error).message})`);
+    }
+    return configFromJson(parsed, `${file.label} → metadata config`);
+  }
+  throw new Error(
+    `${files.weights}: no model config: expected config.json or manifest.json beside it, ` +
+      `or a "config" entry in its metadata`,
+  );
+}
+
+function manifestAliases(manifest: unknown, path: string | undefined): Record<string, string> {
+  if (!isRecord(manifest) || manifest['tied_weight_aliases'] === undefined) return {};
+  const aliases = manifest['tied_weight_aliases'];
+  if (!isRecord(aliases) || !Object.values(aliases).every((v) => typeof v === 'string')) {
+    throw new Error(`${path}: "tied_weight_aliases" must map names to names`);
+  }
+  return aliases as Record<string, string>;
+}
+
+export class OfaModel {
+  readonly encoder: OfaEncoder;
+  readonly decoder: OfaDecoder;
+  readonly #positions: PositionTables;
+
+  private constructor(
+    readonly backend: Backend,
+    readonly config: OfaConfig,
+    private readonly weights: OfaWeights,
+  ) {
+    this.#positions = new PositionTables(backend, config);
+    this.encoder = new OfaEncoder(backend, config, weights.encoder, this.#positions);
+    this.decoder = new OfaDecoder(backend, config, weights.decoder, this.#positions);
+  }
+
+  /**
+   * Loads a checkpoint from a directory (`weights.safetensors` or `model.safetensors`, with
+   * `config.json` or `manifest.json` beside it), a `.safetensors` path, or explicit files.
+   */
+  static async load(
+    backend: Backend,
+    source: string | OfaModelFiles,
+    options: OfaModelLoadOptions = {},
+  ): Promise<OfaModel> {
+    const files = await locateFiles(source);
+    const configJson = files.config === undefined ? undefined : await readJson(files.config);
+    const manifest = files.manifest === undefined ? undefined : await readJson(files.manifest);
+    const file = await SafetensorsFile.open(files.weights);
+    try {
+      const config = options.config ?? resolveConfig(configJson, manifest, file, files);
+      const aliases = { ...manifestAliases(manifest, files.manifest), ...options.aliases };
+      const weights = await loadOfaWeights(backend, file, config, { aliases, onProgress: options.onProgress });
+      return new OfaModel(backend, config, weights);
+    } finally {
+      await file.close();
+    }
+  }
+
+  /** Names in the checkpoint that OFA does not define (not loaded). */
+  get unexpectedWeightNames(): readonly string[] {
+    return this.weights.unexpectedNames;
+  }
+
+  /** Encodes pixels `[1, 3, S, S]` (normalized, §3) and text ids (`[BOS, …, EOS]`, §2). */
+  encode(pixels: Tensor, inputIds: ArrayLike<number>): EncoderOutput {
+    return this.encoder.encode(pixels, inputIds);
+  }
+
+  /** Teacher-forced decoding of B equal-length sequences (each starting with BOS), no cache. */
+  decodeFull(encoderOutput: EncoderOutput, decoderIds: readonly (readonly number[])[]): DecoderOutput {
+    return this.decoder.decodeFull(encoderOutput, decoderIds);
+  }
+
+  /** An incremental decoding session for `beams` sequences sharing `encoderOutput`. */
+  startDecoding(encoderOutput: EncoderOutput, beams = 1): DecodingSession {
+    return new DecodingSession(this.decoder, encoderOutput, beams);
+  }
+
+  dispose(): void {
+    this.#positions.dispose();
+    this.weights.dispose();
+  }
+}
