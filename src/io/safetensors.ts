@@ -14,7 +14,10 @@
  * loads in browsers, where `SafetensorsFile.fromBytes` / `fromSource` serve.
  */
 import type { FileHandle } from 'node:fs/promises';
+import { type ByteSource, MAX_IO_CHUNK_BYTES, memorySource, openFileSource, readExactly } from './byte-source.js';
 import { bfloat16sToFloats, halvesToFloats } from '../half.js';
+
+export type { ByteSource } from './byte-source.js';
 
 export type SafetensorsDType =
   | 'F64'
@@ -56,14 +59,6 @@ export interface TensorInfo {
   byteLength: number;
 }
 
-/** Random access to the bytes of a file, wherever they live (disk, memory, HTTP range requests). */
-export interface ByteSource {
-  readonly size: number;
-  /** Exactly `length` bytes starting at `offset`, in memory the caller may keep and modify. */
-  readAt(offset: number, length: number): Promise<Uint8Array<ArrayBuffer>>;
-  close(): Promise<void>;
-}
-
 export interface TensorEntry {
   name: string;
   dtype: SafetensorsDType;
@@ -79,8 +74,6 @@ export class SafetensorsError extends Error {
 const MAX_HEADER_BYTES = 100_000_000;
 const LENGTH_PREFIX_BYTES = 8;
 const METADATA_KEY = '__metadata__';
-/** Node refuses single reads and writes above 2 GiB − 1; stay well below. */
-const MAX_IO_CHUNK_BYTES = 1 << 30;
 
 // The data section is little-endian and is viewed through typed arrays, which use host order.
 // Every host we run on (x86-64, arm64, WebGPU-capable browsers) is little-endian.
@@ -112,54 +105,6 @@ function elementCount(shape: readonly number[]): bigint {
   let count = 1n;
   for (const dim of shape) count *= BigInt(dim);
   return count;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Byte sources
-
-class MemorySource implements ByteSource {
-  constructor(private readonly bytes: Uint8Array) {}
-
-  get size(): number {
-    return this.bytes.byteLength;
-  }
-
-  async readAt(offset: number, length: number): Promise<Uint8Array<ArrayBuffer>> {
-    return this.bytes.slice(offset, offset + length);
-  }
-
-  async close(): Promise<void> {}
-}
-
-class FileSource implements ByteSource {
-  constructor(
-    private readonly handle: FileHandle,
-    readonly size: number,
-    private readonly path: string,
-  ) {}
-
-  async readAt(offset: number, length: number): Promise<Uint8Array<ArrayBuffer>> {
-    // A fresh buffer rather than Buffer.allocUnsafe: pooled Buffers start at arbitrary offsets,
-    // and typed-array views of the result need element-aligned starts.
-    const out = new Uint8Array(length);
-    let done = 0;
-    while (done < length) {
-      const chunk = Math.min(length - done, MAX_IO_CHUNK_BYTES);
-      const { bytesRead } = await this.handle.read(out, done, chunk, offset + done);
-      if (bytesRead === 0) {
-        throw new SafetensorsError(
-          `${this.path}: unexpected end of file at byte ${offset + done} while reading bytes ` +
-            `${offset}..${offset + length} (was the file truncated after it was opened?)`,
-        );
-      }
-      done += bytesRead;
-    }
-    return out;
-  }
-
-  close(): Promise<void> {
-    return this.handle.close();
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -372,20 +317,18 @@ export class SafetensorsFile {
 
   /** Opens a file on disk and reads its header; tensors are read when asked for. */
   static async open(path: string): Promise<SafetensorsFile> {
-    const { open } = await import('node:fs/promises');
-    const handle = await open(path, 'r');
+    const source = await openFileSource(path, { errorClass: SafetensorsError });
     try {
-      const { size } = await handle.stat();
-      return await SafetensorsFile.fromSource(new FileSource(handle, size, path), path);
+      return await SafetensorsFile.fromSource(source, path);
     } catch (error) {
-      await handle.close();
+      await source.close();
       throw error;
     }
   }
 
   /** Reads a file already in memory. Reads return copies: `bytes` is never aliased. */
   static fromBytes(bytes: Uint8Array, label: string): Promise<SafetensorsFile> {
-    return SafetensorsFile.fromSource(new MemorySource(bytes), label);
+    return SafetensorsFile.fromSource(memorySource(bytes), label);
   }
 
   /** Reads the header through any byte source; `label` names the file in errors. */
@@ -394,7 +337,7 @@ export class SafetensorsFile {
     if (size < LENGTH_PREFIX_BYTES) {
       throw new SafetensorsError(`${label}: file is ${size} bytes, shorter than the 8-byte header length`);
     }
-    const prefix = await readExactly(source, label, 0, LENGTH_PREFIX_BYTES);
+    const prefix = await readExactly(source, label, 0, LENGTH_PREFIX_BYTES, SafetensorsError);
     const headerLength = new DataView(prefix.buffer, prefix.byteOffset, LENGTH_PREFIX_BYTES).getBigUint64(0, true);
     const available = size - LENGTH_PREFIX_BYTES;
     if (headerLength > BigInt(available)) {
@@ -409,7 +352,7 @@ export class SafetensorsFile {
       );
     }
     const dataStart = LENGTH_PREFIX_BYTES + Number(headerLength);
-    const headerBytes = await readExactly(source, label, LENGTH_PREFIX_BYTES, Number(headerLength));
+    const headerBytes = await readExactly(source, label, LENGTH_PREFIX_BYTES, Number(headerLength), SafetensorsError);
     const { metadata, tensors } = parseHeader(label, headerBytes, dataStart, size - dataStart);
     return new SafetensorsFile(label, source, metadata, tensors);
   }
@@ -432,7 +375,7 @@ export class SafetensorsFile {
   async readBytes(name: string): Promise<Uint8Array<ArrayBuffer>> {
     const info = this.info(name);
     if (this.#closed) throw new SafetensorsError(`${this.label}: cannot read tensor '${name}': the file is closed`);
-    return readExactly(this.source, this.label, info.byteOffset, info.byteLength);
+    return readExactly(this.source, this.label, info.byteOffset, info.byteLength, SafetensorsError);
   }
 
   /** Floating-point tensors as f32: F16 and BF16 widen exactly, F64 rounds to nearest. */
@@ -540,22 +483,6 @@ export class SafetensorsFile {
     }
     return out;
   }
-}
-
-async function readExactly(
-  source: ByteSource,
-  label: string,
-  offset: number,
-  length: number,
-): Promise<Uint8Array<ArrayBuffer>> {
-  if (length === 0) return new Uint8Array(0);
-  const bytes = await source.readAt(offset, length);
-  if (bytes.byteLength !== length) {
-    throw new SafetensorsError(
-      `${label}: asked the byte source for ${length} bytes at offset ${offset}, got ${bytes.byteLength}`,
-    );
-  }
-  return bytes;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -22,8 +22,9 @@ import {
   type PickleValue,
   type TorchDType,
 } from './pickle.js';
-import type { ByteSource, SafetensorsDType } from './safetensors.js';
-import { ZipArchive, memorySource, openFileSource, readExactly } from './zip.js';
+import { type ByteSource, memorySource, openFileSource, readExactly } from './byte-source.js';
+import type { SafetensorsDType } from './safetensors.js';
+import { ZipArchive } from './zip.js';
 
 export {
   Namespace,
@@ -66,7 +67,7 @@ export class TorchCheckpoint {
 
 /** Opens a checkpoint on disk and reads its object tree; tensor data is read on demand. */
 export async function loadTorchCheckpoint(path: string): Promise<TorchCheckpoint> {
-  const source = await openFileSource(path);
+  const source = await openFileSource(path, { errorClass: TorchCheckpointError });
   try {
     return await readTorchCheckpoint(source, path);
   } catch (error) {
@@ -78,7 +79,7 @@ export async function loadTorchCheckpoint(path: string): Promise<TorchCheckpoint
 /** Reads a checkpoint through any byte source (or from bytes in memory); `label` names it in errors. */
 export async function readTorchCheckpoint(input: ByteSource | Uint8Array, label: string): Promise<TorchCheckpoint> {
   const source = input instanceof Uint8Array ? memorySource(input) : input;
-  const head = await readExactly(source, label, 0, Math.min(source.size, 4));
+  const head = await readExactly(source, label, 0, Math.min(source.size, 4), TorchCheckpointError);
   if (head[0] === 0x50 && head[1] === 0x4b) return readZipCheckpoint(source, label);
   if (head[0] === PROTO_OPCODE) return readLegacyCheckpoint(source, label);
   if (await looksLikeTar(source, label)) {
@@ -211,7 +212,7 @@ async function readLegacyCheckpoint(source: ByteSource, label: string): Promise<
     const read = async (byteOffset: number, byteLength: number): Promise<Uint8Array<ArrayBuffer>> => {
       const start = dataOffsets.get(key);
       if (start === undefined) throw new TorchCheckpointError(`${label}: storage '${key}' has no data in the file`);
-      return readExactly(source, label, start + byteOffset, byteLength);
+      return readExactly(source, label, start + byteOffset, byteLength, TorchCheckpointError);
     };
     const storage = new TorchStorage(key, dtype, numel, location, read, littleEndian);
     storages.set(key, storage);
@@ -228,7 +229,7 @@ async function readLegacyCheckpoint(source: ByteSource, label: string): Promise<
     const storage = storages.get(key);
     const where = `${label}: storage '${key}' (element count at byte ${offset})`;
     if (!storage) throw new TorchCheckpointError(`${where}: listed with data, but no tensor refers to it`);
-    const countBytes = await readExactly(source, where, offset, ELEMENT_COUNT_BYTES);
+    const countBytes = await readExactly(source, where, offset, ELEMENT_COUNT_BYTES, TorchCheckpointError);
     const count = new DataView(countBytes.buffer, countBytes.byteOffset).getBigInt64(0, littleEndian);
     if (count !== BigInt(storage.numel)) {
       throw new TorchCheckpointError(`${where}: the file says ${count} elements, the pickle ${storage.numel}`);
@@ -264,7 +265,7 @@ async function unpickleAt(
 ): Promise<{ value: PickleValue; length: number }> {
   const available = source.size - offset;
   for (let window = Math.min(available, FIRST_PICKLE_WINDOW_BYTES); ; window = Math.min(available, window * 8)) {
-    const bytes = await readExactly(source, label, offset, window);
+    const bytes = await readExactly(source, label, offset, window, TorchCheckpointError);
     try {
       return unpickle(bytes, persistentLoad ? { label, persistentLoad } : { label });
     } catch (error) {
@@ -276,7 +277,7 @@ async function unpickleAt(
 async function looksLikeTar(source: ByteSource, label: string): Promise<boolean> {
   const magicOffset = 257;
   if (source.size < magicOffset + 5) return false;
-  const magic = await readExactly(source, label, magicOffset, 5);
+  const magic = await readExactly(source, label, magicOffset, 5, TorchCheckpointError);
   return new TextDecoder('latin1').decode(magic) === 'ustar';
 }
 

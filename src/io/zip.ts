@@ -11,7 +11,7 @@
  * (`torch.serialization.set_crc32_options(False)`), and a tensor read touches a fraction of a
  * record when it views part of a shared storage.
  */
-import type { ByteSource } from './safetensors.js';
+import { type ByteSource, memorySource, openFileSource, readExactly } from './byte-source.js';
 
 export class ZipError extends Error {
   override name = 'ZipError';
@@ -35,8 +35,6 @@ const U16_MAX = 0xffff;
 const U32_MAX = 0xffffffff;
 const FLAG_ENCRYPTED = 0x0001;
 const METHOD_STORED = 0;
-/** Node refuses single reads above 2 GiB − 1; stay well below. */
-const MAX_IO_CHUNK_BYTES = 1 << 30;
 
 export interface ZipRecord {
   readonly name: string;
@@ -60,7 +58,7 @@ export class ZipArchive {
   ) {}
 
   static async open(path: string): Promise<ZipArchive> {
-    const source = await openFileSource(path);
+    const source = await openFileSource(path, { errorClass: ZipError });
     try {
       return await ZipArchive.fromSource(source, path);
     } catch (error) {
@@ -108,7 +106,7 @@ export class ZipArchive {
       dataOffset = this.locateData(record);
       this.#dataOffsets.set(name, dataOffset);
     }
-    return readExactly(this.source, this.label, (await dataOffset) + offset, length);
+    return readExactly(this.source, this.label, (await dataOffset) + offset, length, ZipError);
   }
 
   async close(): Promise<void> {
@@ -122,13 +120,16 @@ export class ZipArchive {
     if (record.headerOffset + LOCAL_HEADER_BYTES > this.source.size) {
       throw new ZipError(`${where}: the header lies past the end of the ${this.source.size}-byte file`);
     }
-    const header = view(await readExactly(this.source, this.label, record.headerOffset, LOCAL_HEADER_BYTES));
+    const header = view(
+      await readExactly(this.source, this.label, record.headerOffset, LOCAL_HEADER_BYTES, ZipError),
+    );
     if (header.getUint32(0, true) !== LOCAL_FILE_HEADER) {
       throw new ZipError(`${where}: no local file header signature there`);
     }
     const nameLength = header.getUint16(26, true);
     const extraLength = header.getUint16(28, true);
-    const nameBytes = await readExactly(this.source, this.label, record.headerOffset + LOCAL_HEADER_BYTES, nameLength);
+    const nameOffset = record.headerOffset + LOCAL_HEADER_BYTES;
+    const nameBytes = await readExactly(this.source, this.label, nameOffset, nameLength, ZipError);
     if (decodeName(nameBytes) !== record.name) {
       throw new ZipError(`${where}: the local header names '${decodeName(nameBytes)}' instead`);
     }
@@ -157,7 +158,7 @@ async function readCentralDirectory(source: ByteSource, label: string): Promise<
         `the end of the ${source.size}-byte file`,
     );
   }
-  const directory = await readExactly(source, label, location.offset, location.size);
+  const directory = await readExactly(source, label, location.offset, location.size, ZipError);
   const data = view(directory);
   const records = new Map<string, ZipRecord>();
   let position = 0;
@@ -260,7 +261,7 @@ async function findCentralDirectory(source: ByteSource, label: string): Promise<
   }
   const tailLength = Math.min(source.size, END_RECORD_BYTES + MAX_COMMENT_BYTES);
   const tailStart = source.size - tailLength;
-  const tail = view(await readExactly(source, label, tailStart, tailLength));
+  const tail = view(await readExactly(source, label, tailStart, tailLength, ZipError));
   let end = -1;
   for (let position = tailLength - END_RECORD_BYTES; position >= 0; position--) {
     if (
@@ -309,7 +310,7 @@ async function readZip64End(source: ByteSource, label: string, locator: DataView
   if (endOffset + ZIP64_END_RECORD_BYTES > source.size) {
     throw new ZipError(`${label}: the ZIP64 end record at byte ${endOffset} lies past the end of the file`);
   }
-  const record = view(await readExactly(source, label, endOffset, ZIP64_END_RECORD_BYTES));
+  const record = view(await readExactly(source, label, endOffset, ZIP64_END_RECORD_BYTES, ZipError));
   if (record.getUint32(0, true) !== ZIP64_END_OF_CENTRAL_DIRECTORY) {
     throw new ZipError(`${label}: no ZIP64 end-of-central-directory record at byte ${endOffset}`);
   }
@@ -341,66 +342,4 @@ function hex(value: number): string {
 /** PyTorch writes ASCII record names; UTF-8 covers the general-purpose flag's bit 11 as well. */
 function decodeName(bytes: Uint8Array): string {
   return new TextDecoder('utf-8').decode(bytes);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Byte sources
-
-/** Reads a file on disk with positioned reads; nothing is held in memory between reads. */
-export async function openFileSource(path: string): Promise<ByteSource> {
-  const { open } = await import('node:fs/promises');
-  const handle = await open(path, 'r');
-  let size: number;
-  try {
-    size = (await handle.stat()).size;
-  } catch (error) {
-    await handle.close();
-    throw error;
-  }
-  return {
-    size,
-    async readAt(offset: number, length: number): Promise<Uint8Array<ArrayBuffer>> {
-      const out = new Uint8Array(length);
-      let done = 0;
-      while (done < length) {
-        const chunk = Math.min(length - done, MAX_IO_CHUNK_BYTES);
-        const { bytesRead } = await handle.read(out, done, chunk, offset + done);
-        if (bytesRead === 0) {
-          throw new Error(`${path}: unexpected end of file at byte ${offset + done} (truncated after it was opened?)`);
-        }
-        done += bytesRead;
-      }
-      return out;
-    },
-    close: () => handle.close(),
-  };
-}
-
-/** Serves reads from bytes already in memory; reads return copies. */
-export function memorySource(bytes: Uint8Array): ByteSource {
-  return {
-    size: bytes.byteLength,
-    // Copied through the constructor: a Node Buffer's slice() would alias the original memory.
-    readAt: async (offset: number, length: number) => new Uint8Array(bytes.subarray(offset, offset + length)),
-    close: async () => {},
-  };
-}
-
-export async function readExactly(
-  source: ByteSource,
-  label: string,
-  offset: number,
-  length: number,
-): Promise<Uint8Array<ArrayBuffer>> {
-  if (offset < 0 || offset + length > source.size) {
-    throw new Error(
-      `${label}: bytes ${offset}..${offset + length} lie past the end of the ${source.size}-byte file (truncated?)`,
-    );
-  }
-  if (length === 0) return new Uint8Array(0);
-  const bytes = await source.readAt(offset, length);
-  if (bytes.byteLength !== length) {
-    throw new Error(`${label}: asked for ${length} bytes at byte ${offset}, got ${bytes.byteLength}`);
-  }
-  return bytes;
 }

@@ -1,0 +1,115 @@
+/**
+ * Random access to the bytes of a file, shared by the safetensors, zip and torch checkpoint readers.
+ *
+ * Node's `fs` is imported only when a file is opened, so this module also loads in browsers,
+ * where `memorySource` (or a caller's own `ByteSource`, e.g. over HTTP range requests) serves.
+ *
+ * Errors name the file (or the label of an in-memory source) and the byte range involved. Each
+ * reader passes its own error class (`SafetensorsError`, `ZipError`, ...) so that callers see
+ * one error type per format.
+ */
+import type { FileHandle } from 'node:fs/promises';
+
+/** Random access to the bytes of a file, wherever they live (disk, memory, HTTP range requests). */
+export interface ByteSource {
+  readonly size: number;
+  /** Exactly `length` bytes starting at `offset`, in memory the caller may keep and modify. */
+  readAt(offset: number, length: number): Promise<Uint8Array<ArrayBuffer>>;
+  close(): Promise<void>;
+}
+
+/** The error class a reader wants its byte-level failures reported as. */
+export type ErrorClass = new (message: string) => Error;
+
+/** The part of Node's `FileHandle` a file source uses; tests substitute their own. */
+export type PositionedReader = Pick<FileHandle, 'read' | 'close'>;
+
+/** Node refuses single reads and writes above 2 GiB − 1; stay well below. */
+export const MAX_IO_CHUNK_BYTES = 1 << 30;
+
+export interface FileSourceOptions {
+  /** Thrown when the file ends early; default `Error`. */
+  errorClass?: ErrorClass;
+  /** The most bytes asked of one positioned read; default `MAX_IO_CHUNK_BYTES`. */
+  maxChunkBytes?: number;
+}
+
+/** Opens a file on disk for positioned reads; nothing is held in memory between reads. */
+export async function openFileSource(path: string, options: FileSourceOptions = {}): Promise<ByteSource> {
+  const { open } = await import('node:fs/promises');
+  const handle = await open(path, 'r');
+  try {
+    const { size } = await handle.stat();
+    return handleSource(handle, size, path, options);
+  } catch (error) {
+    await handle.close();
+    throw error;
+  }
+}
+
+/** A source over an open handle of a file of `size` bytes; closing the source closes the handle. */
+export function handleSource(
+  handle: PositionedReader,
+  size: number,
+  path: string,
+  { errorClass = Error, maxChunkBytes = MAX_IO_CHUNK_BYTES }: FileSourceOptions = {},
+): ByteSource {
+  return {
+    size,
+    async readAt(offset: number, length: number): Promise<Uint8Array<ArrayBuffer>> {
+      // A fresh buffer rather than Buffer.allocUnsafe: pooled Buffers start at arbitrary offsets,
+      // and typed-array views of the result need element-aligned starts.
+      const out = new Uint8Array(length);
+      let done = 0;
+      while (done < length) {
+        const chunk = Math.min(length - done, maxChunkBytes);
+        const { bytesRead } = await handle.read(out, done, chunk, offset + done);
+        if (bytesRead === 0) {
+          throw new errorClass(
+            `${path}: unexpected end of file at byte ${offset + done} while reading bytes ` +
+              `${offset}..${offset + length} (was the file truncated after it was opened?)`,
+          );
+        }
+        done += bytesRead;
+      }
+      return out;
+    },
+    close: () => handle.close(),
+  };
+}
+
+/** Serves reads from bytes already in memory. Reads return copies: `bytes` is never aliased. */
+export function memorySource(bytes: Uint8Array): ByteSource {
+  return {
+    size: bytes.byteLength,
+    // Copied through the constructor: a Node Buffer's slice() would alias the original memory.
+    readAt: async (offset: number, length: number) => new Uint8Array(bytes.subarray(offset, offset + length)),
+    close: async () => {},
+  };
+}
+
+/**
+ * `length` bytes at `offset`, checked against the source's size first and against what the
+ * source returns after; `label` names the file in errors, which are thrown as `errorClass`.
+ */
+export async function readExactly(
+  source: ByteSource,
+  label: string,
+  offset: number,
+  length: number,
+  errorClass: ErrorClass = Error,
+): Promise<Uint8Array<ArrayBuffer>> {
+  if (offset < 0 || length < 0 || offset + length > source.size) {
+    throw new errorClass(
+      `${label}: bytes ${offset}..${offset + length} lie outside the ${source.size}-byte file (truncated?)`,
+    );
+  }
+  if (length === 0) return new Uint8Array(0);
+  const bytes = await source.readAt(offset, length);
+  if (bytes.byteLength !== length) {
+    throw new errorClass(
+      `${label}: asked the byte source for ${length} bytes at byte ${offset}, got ${bytes.byteLength}`,
+    );
+  }
+  return bytes;
+}
