@@ -1,0 +1,100 @@
+/**
+ * mue-engine's public API. Most callers need only `OfaPipeline` (caption and entail images);
+ * the layers below it are exported for embedding, testing and tools: the OFA model and its
+ * step decoder, the generators, the two backends, tensors, the tokenizer, image preprocessing,
+ * checkpoint I/O, conversion and golden verification.
+ */
+
+// ---- high level -----------------------------------------------------------------------------
+export {
+  OfaPipeline,
+  createBackend,
+  type BackendName,
+  type CaptionOptions,
+  type CaptionResult,
+  type EntailmentOptions,
+  type EntailmentResult,
+  type ImageInput,
+  type OfaPipelineOptions,
+  type Timing,
+} from './pipeline.js';
+
+// ---- the model --------------------------------------------------------------------------------
+export { OfaModel, type OfaModelFiles, type OfaModelLoadOptions } from './models/ofa/model.js';
+export {
+  OFA_PRESETS,
+  configFromJson,
+  validateConfig,
+  type OfaConfig,
+  type OfaPresetName,
+  type ResnetType,
+} from './models/ofa/config.js';
+export type { EncoderOutput } from './models/ofa/encoder.js';
+export type { DecoderOutput, DecodingSession } from './models/ofa/decoder.js';
+export type { LoadProgress } from './models/ofa/weights.js';
+export { OfaStepDecoder } from './models/ofa/step-decoder.js';
+export { verifyGolden, type VerifyOptions, type VerifyResult, type VerifyRow } from './models/ofa/verify.js';
+export {
+  convertOfaCheckpoint,
+  type ConversionSummary,
+  type ConvertOptions,
+  type OfaWeightDType,
+} from './models/ofa/convert.js';
+
+// ---- generation -------------------------------------------------------------------------------
+export type { StepDecoder } from './generate/decoder.js';
+export { beamSearch, maxGenerationLength, type BeamSearchOptions, type Hypothesis } from './generate/beam-search.js';
+export { greedy, type GreedyOptions, type GreedyResult } from './generate/greedy.js';
+export {
+  CAPTION_PROMPT,
+  ENTAILMENT_ANSWERS,
+  ENTAILMENT_MAX_WORDS,
+  captionPostprocess,
+  entailmentPrompt,
+  readEntailment,
+  type EntailmentAnswer,
+  type EntailmentLabel,
+  type EntailmentReading,
+} from './generate/tasks.js';
+
+// ---- backends and tensors ------------------------------------------------------------------------
+export type {
+  Activation,
+  AttentionOptions,
+  Backend,
+  Conv2dOptions,
+  MatmulOptions,
+  Pool2dOptions,
+  TopK,
+} from './backend/backend.js';
+export { CpuBackend } from './backend/cpu/cpu-backend.js';
+export {
+  WebGpuBackend,
+  createWebGpuBackend,
+  type DeviceCapabilities,
+  type WebGpuBackendOptions,
+} from './backend/webgpu/index.js';
+export { Tensor, sameShape, shapeToString, sizeOf, type DType, type HostArray, type Shape } from './tensor.js';
+
+// ---- text and images ----------------------------------------------------------------------------
+export { OfaTokenizer, preCaption, BOS_ID, EOS_ID, PAD_ID, UNK_ID, type OfaTokenizerFiles } from './text/bpe.js';
+export {
+  ImageDecodeError,
+  decodeImage,
+  preprocessImage,
+  resizeBicubic,
+  toModelInput,
+  type RgbImage,
+} from './image/preprocess.js';
+
+// ---- checkpoint files ---------------------------------------------------------------------------
+export {
+  SafetensorsError,
+  SafetensorsFile,
+  encodeSafetensors,
+  writeSafetensors,
+  type SafetensorsDType,
+  type TensorEntry,
+  type TensorInfo,
+} from './io/safetensors.js';
+export { TorchCheckpoint, TorchCheckpointError, loadTorchCheckpoint } from './io/torch-checkpoint.js';
