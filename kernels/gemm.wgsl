@@ -1,0 +1,110 @@
+// The GEMM core shared by matmul and conv2d, accumulated in f32:
+//   out[batch, row, col] = epilogue(Σ_k A[batch, row, k] · B[batch, k, col])
+//   epilogue(x) = activate(x + bias) + residual   (matmul: bias per column)
+//               = activate(x + bias + residual)   (conv2d: bias per row, i.e. per output channel)
+// This file holds the epilogue and the workgroup-memory kernel `gemm_tiled` (GPUs);
+// `gemm-registers.wgsl` holds the register-blocked kernel for software adapters.
+//
+// The including kernel file (matmul.wgsl, conv2d.wgsl) provides the operands:
+//   struct Params { m: u32, n: u32, k: u32, ... }  and  @binding(0) var<uniform> params: Params
+//   bindings 1 and 2 (A and B) and these loaders, always called with row < m, col < n, k < K:
+//   load_a(batch, row, k) -> f32
+//   load_a_quad(batch, row, kq) -> vec4<f32>       A[row, 4kq .. 4kq+3], zero past K
+//   load_b(batch, k, col) -> f32
+//   struct BColumns, b_columns(batch, col) -> BColumns   per-invocation set-up for columns col .. col+3
+//   load_b_block(columns, kq) -> mat4x4<f32>        column j = B[4kq + j, col .. col+3]; finite past K and N
+// Expects from the wrapper: `alias BiasType = f32 | f16;` and `activation.wgsl` included.
+
+// B is stored [N, K] (k contiguous, like PyTorch's Linear.weight) rather than [K, N].
+override TRANSPOSE_B: bool = false;
+// Epilogue: ACTIVATION as in activation.wgsl; absent operands are bound to placeholders.
+override ACTIVATION: u32 = 0u;
+override HAS_BIAS: bool = false;
+override BIAS_PER_ROW: bool = false;
+override HAS_RESIDUAL: bool = false;
+override RESIDUAL_BEFORE_ACTIVATION: bool = false;
+
+@group(0) @binding(3) var<storage, read> bias: array<BiasType>;
+@group(0) @binding(4) var<storage, read> residual: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+
+fn store_output(batch: u32, row: u32, col: u32, sum: f32) {
+  let i = (batch * params.m + row) * params.n + col;
+  var x = sum;
+  if (HAS_BIAS) {
+    x += f32(bias[select(col, row, BIAS_PER_ROW)]);
+  }
+  if (HAS_RESIDUAL && RESIDUAL_BEFORE_ACTIVATION) {
+    x += residual[i];
+  }
+  x = activate(x, ACTIVATION);
+  if (HAS_RESIDUAL && !RESIDUAL_BEFORE_ACTIVATION) {
+    x += residual[i];
+  }
+  out[i] = x;
+}
+
+// ---- gemm_tiled: workgroup-memory tiling -------------------------------------------------------
+// A workgroup of THREADS_X × THREADS_Y invocations computes a (4·THREADS_Y) × (4·THREADS_X) tile of
+// one batch entry, each invocation a 4×4 block, stepping through K by TILE_K: the workgroup first
+// copies the A and B tiles to workgroup memory (every element read from global memory once), then
+// each invocation reads its 4 rows and 4 columns per k as two vec4s.
+
+override THREADS_X: u32 = 16u;
+override THREADS_Y: u32 = 16u;
+override TILE_K: u32 = 16u;
+
+// k-major: tile_a[k * THREADS_Y + r / 4][r % 4] holds A[row0 + r, k0 + k]; tile_b likewise by column.
+var<workgroup> tile_a: array<vec4<f32>, TILE_K * THREADS_Y>;
+var<workgroup> tile_b: array<vec4<f32>, TILE_K * THREADS_X>;
+
+@compute @workgroup_size(THREADS_X, THREADS_Y)
+fn gemm_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) local: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+  let batch = wid.z;
+  let tile_rows = 4u * THREADS_Y;
+  let tile_cols = 4u * THREADS_X;
+  let row0 = wid.y * tile_rows;
+  let col0 = wid.x * tile_cols;
+  let threads = THREADS_X * THREADS_Y;
+  // acc[j] = output row 4·local.y + j, columns 4·local.x .. +3.
+  var acc = mat4x4<f32>();
+  for (var k0 = 0u; k0 < params.k; k0 += TILE_K) {
+    // k runs fastest through A's tile so that neighbouring invocations read neighbouring addresses.
+    for (var e = lid; e < TILE_K * tile_rows; e += threads) {
+      let kk = e % TILE_K;
+      let r = e / TILE_K;
+      var value = 0.0;
+      if (row0 + r < params.m && k0 + kk < params.k) {
+        value = load_a(batch, row0 + r, k0 + kk);
+      }
+      tile_a[kk * THREADS_Y + r / 4u][r % 4u] = value;
+    }
+    // Likewise k runs fastest through B's tile when B is stored [N, K], columns otherwise.
+    for (var e = lid; e < TILE_K * tile_cols; e += threads) {
+      let kk = select(e / tile_cols, e % TILE_K, TRANSPOSE_B);
+      let c = select(e % tile_cols, e / TILE_K, TRANSPOSE_B);
+      var value = 0.0;
+      if (col0 + c < params.n && k0 + kk < params.k) {
+        value = load_b(batch, k0 + kk, col0 + c);
+      }
+      tile_b[kk * THREADS_X + c / 4u][c % 4u] = value;
+    }
+    workgroupBarrier();
+    for (var kk = 0u; kk < TILE_K; kk++) {
+      let a = tile_a[kk * THREADS_Y + local.y];
+      let b = tile_b[kk * THREADS_X + local.x];
+      acc += mat4x4<f32>(b * a.x, b * a.y, b * a.z, b * a.w);
+    }
+    workgroupBarrier();
+  }
+  for (var j = 0u; j < 4u; j++) {
+    let row = row0 + 4u * local.y + j;
+    for (var c = 0u; c < 4u; c++) {
+      let col = col0 + 4u * local.x + c;
+      if (row < params.m && col < params.n) {
+        store_output(batch, row, col, acc[j][c]);
+      }
+    }
+  }
+}

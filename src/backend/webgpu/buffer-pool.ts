@@ -1,0 +1,73 @@
+/**
+ * Storage buffers for tensors, recycled by size.
+ *
+ * Ops only record dispatches; they run when the recording is submitted. A buffer released while
+ * recorded work may still read it can safely become the *output* of a later dispatch (dispatches
+ * run in recording order), but not the target of `queue.writeBuffer`, which runs before the whole
+ * submission. Such buffers are kept apart ("recycled while recording") until the next submit.
+ */
+
+/** Sizes are rounded up so that nearby shapes share buffers (sequence lengths grow while decoding). */
+export function roundedSize(bytes: number): number {
+  const minimum = 256;
+  if (bytes <= minimum) return minimum;
+  // Round to 1/8 of the next power of two: at most 12.5% waste.
+  const step = Math.max(minimum, 2 ** Math.ceil(Math.log2(bytes)) / 8);
+  return Math.ceil(bytes / step) * step;
+}
+
+export class BufferPool {
+  readonly #free = new Map<number, GPUBuffer[]>();
+  readonly #recycledWhileRecording = new Map<number, GPUBuffer[]>();
+  #bytesInUse = 0;
+  #bytesAllocated = 0;
+  #peakBytesInUse = 0;
+
+  constructor(private readonly device: GPUDevice) {}
+
+  /** A buffer of at least `bytes`; `forUpload` excludes buffers that recorded work may still read. */
+  acquire(bytes: number, forUpload: boolean): GPUBuffer {
+    const size = roundedSize(bytes);
+    const buffer = this.#free.get(size)?.pop() ?? (forUpload ? undefined : this.#recycledWhileRecording.get(size)?.pop());
+    this.#bytesInUse += size;
+    this.#peakBytesInUse = Math.max(this.#peakBytesInUse, this.#bytesInUse);
+    if (buffer) return buffer;
+    this.#bytesAllocated += size;
+    return this.device.createBuffer({ size, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+  }
+
+  release(buffer: GPUBuffer, recording: boolean): void {
+    const shelf = recording ? this.#recycledWhileRecording : this.#free;
+    const list = shelf.get(buffer.size) ?? [];
+    list.push(buffer);
+    shelf.set(buffer.size, list);
+    this.#bytesInUse -= buffer.size;
+  }
+
+  /** Called after a submit: everything released so far may be written by uploads again. */
+  submitted(): void {
+    for (const [size, buffers] of this.#recycledWhileRecording) {
+      const list = this.#free.get(size) ?? [];
+      list.push(...buffers);
+      this.#free.set(size, list);
+    }
+    this.#recycledWhileRecording.clear();
+  }
+
+  /** Frees pooled buffers that are not in use (e.g. between models). */
+  trim(): void {
+    for (const shelf of [this.#free, this.#recycledWhileRecording]) {
+      for (const buffers of shelf.values()) {
+        for (const b of buffers) {
+          this.#bytesAllocated -= b.size;
+          b.destroy();
+        }
+      }
+      shelf.clear();
+    }
+  }
+
+  get stats(): { bytesInUse: number; bytesAllocated: number; peakBytesInUse: number } {
+    return { bytesInUse: this.#bytesInUse, bytesAllocated: this.#bytesAllocated, peakBytesInUse: this.#peakBytesInUse };
+  }
+}

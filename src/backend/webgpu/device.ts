@@ -1,0 +1,101 @@
+/**
+ * Getting a GPUDevice in Node (Dawn through npm `webgpu`), Deno and browsers (`navigator.gpu`),
+ * or from an embedder, with the optional features our kernels use when the adapter has them.
+ */
+
+/** What the kernels may rely on, read from the adapter and device once. */
+export interface DeviceCapabilities {
+  /** `shader-f16`: f16 weights stay f16 on the device. */
+  f16: boolean;
+  /** `subgroups`: reductions use subgroup operations. */
+  subgroups: boolean;
+  /** Software rasteriser (lavapipe / SwiftShader): register blocking beats workgroup-memory tiling. */
+  software: boolean;
+  adapterDescription: string;
+  limits: GPUSupportedLimits;
+}
+
+export interface AcquiredDevice {
+  device: GPUDevice;
+  capabilities: DeviceCapabilities;
+}
+
+const INSTALL_HINT =
+  'WebGPU found no adapter. On a machine without a GPU, install a Vulkan software driver: on Debian ' +
+  'bookworm `apt-get install -t bookworm-backports mesa-vulkan-drivers libvulkan1` (Mesa ≥ 23; bookworm’s own ' +
+  'Mesa 22 is too old for Dawn) and set XDG_RUNTIME_DIR (e.g. `export XDG_RUNTIME_DIR=/tmp/xdg-$USER`, an existing directory).';
+
+/**
+ * Dawn's instance for this process. It must stay referenced: if the GPU object is garbage
+ * collected, Dawn tears the instance down while devices still deliver events to it (a crash).
+ */
+let dawnGpu: GPU | undefined;
+
+/** `navigator.gpu` where the host has it (Deno, browsers), else Dawn's Node binding. */
+async function findGpu(): Promise<GPU> {
+  const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
+  if (nav?.gpu) return nav.gpu;
+  if (dawnGpu) return dawnGpu;
+  let dawn: typeof import('webgpu');
+  try {
+    dawn = await import('webgpu');
+  } catch (cause) {
+    throw new Error('WebGPU is not available: no navigator.gpu and the npm package `webgpu` (Dawn for Node) failed to load', { cause });
+  }
+  // Dawn's Node binding expects its GPU* classes (GPUBufferUsage, ...) as globals, like a browser.
+  Object.assign(globalThis, dawn.globals);
+  dawnGpu = dawn.create([]);
+  return dawnGpu;
+}
+
+function isSoftwareAdapter(info: GPUAdapterInfo): boolean {
+  const text = `${info.vendor} ${info.architecture} ${info.device} ${info.description}`.toLowerCase();
+  return /llvmpipe|lavapipe|swiftshader|software|warp/.test(text);
+}
+
+function describe(info: GPUAdapterInfo): string {
+  return [info.description || info.device, info.vendor, info.architecture].filter(Boolean).join(' / ') || 'unknown adapter';
+}
+
+function capabilitiesOf(device: GPUDevice, info: GPUAdapterInfo): DeviceCapabilities {
+  return {
+    f16: device.features.has('shader-f16'),
+    subgroups: device.features.has('subgroups'),
+    software: isSoftwareAdapter(info),
+    adapterDescription: describe(info),
+    limits: device.limits,
+  };
+}
+
+/** Requests a device with the largest buffer limits the adapter offers (weights of OFA-base are > 128 MiB). */
+export async function requestDevice(): Promise<AcquiredDevice> {
+  const gpu = await findGpu();
+  const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+  if (!adapter) throw new Error(INSTALL_HINT);
+  const wanted: GPUFeatureName[] = ['shader-f16', 'subgroups', 'timestamp-query'];
+  const requiredFeatures = wanted.filter((f) => adapter.features.has(f));
+  const a = adapter.limits;
+  let device: GPUDevice;
+  try {
+    device = await adapter.requestDevice({
+      requiredFeatures,
+      requiredLimits: {
+        maxBufferSize: a.maxBufferSize,
+        maxStorageBufferBindingSize: a.maxStorageBufferBindingSize,
+        maxComputeWorkgroupStorageSize: a.maxComputeWorkgroupStorageSize,
+        maxComputeInvocationsPerWorkgroup: a.maxComputeInvocationsPerWorkgroup,
+        maxComputeWorkgroupSizeX: a.maxComputeWorkgroupSizeX,
+        maxComputeWorkgroupSizeY: a.maxComputeWorkgroupSizeY,
+        maxStorageBuffersPerShaderStage: a.maxStorageBuffersPerShaderStage,
+      },
+    });
+  } catch (cause) {
+    throw new Error(`WebGPU adapter "${describe(adapter.info)}" refused to create a device`, { cause });
+  }
+  return { device, capabilities: capabilitiesOf(device, adapter.info) };
+}
+
+/** Wraps a device handed in by an embedder; its features decide which kernel variants run. */
+export function adoptDevice(device: GPUDevice): AcquiredDevice {
+  return { device, capabilities: capabilitiesOf(device, device.adapterInfo) };
+}

@@ -1,0 +1,107 @@
+/**
+ * WGSL sources (one `.wgsl` file per kernel family in `kernels/`) and compiled pipelines.
+ *
+ * A kernel file is completed by a small header written here: `enable` directives and type
+ * aliases (WGSL cannot parameterize types with override constants, e.g. an f16 or f32 weight
+ * operand). Numeric parameters such as tile sizes are WGSL `override` constants. WGSL shared by
+ * several kernel families lives in one file that a variant `include`s, placed between the header
+ * and the kernel's own source: functions (`gelu` in `activation.wgsl`), or a core that the kernel
+ * file completes (`gemm.wgsl`, whose operand loaders `matmul.wgsl` and `conv2d.wgsl` define).
+ * Each distinct (file, entry point, header, includes, constants) compiles once per device.
+ */
+
+export const KERNEL_FILES = [
+  'activation',
+  'gemm',
+  'gemm-registers',
+  'reduce-subgroups',
+  'reduce-workgroup-memory',
+  'elementwise',
+  'matmul',
+  'layernorm',
+  'softmax',
+  'reduce',
+  'indexing',
+  'conv2d',
+  'pool',
+  'attention',
+] as const;
+
+export type KernelFile = (typeof KERNEL_FILES)[number];
+
+export type KernelSources = ReadonlyMap<KernelFile, string>;
+
+/** Reads every kernel file: from disk in Node and Deno, with fetch in browsers. */
+export async function loadKernelSources(baseUrl = new URL('../../../kernels/', import.meta.url)): Promise<KernelSources> {
+  const read = async (url: URL): Promise<string> => {
+    if (url.protocol === 'file:') {
+      const { readFile } = await import('node:fs/promises');
+      return readFile(url, 'utf8');
+    }
+    const response = await fetch(url);
+    if (!response.ok) throw new Error(`cannot load WGSL kernel ${url.href}: HTTP ${response.status}`);
+    return response.text();
+  };
+  const entries = await Promise.all(
+    KERNEL_FILES.map(async (name) => {
+      const url = new URL(`${name}.wgsl`, baseUrl);
+      try {
+        return [name, await read(url)] as const;
+      } catch (cause) {
+        throw new Error(`cannot load WGSL kernel ${url.href}`, { cause });
+      }
+    }),
+  );
+  return new Map(entries);
+}
+
+export interface KernelVariant {
+  file: KernelFile;
+  entryPoint: string;
+  /** WGSL extensions to enable, e.g. `f16`, `subgroups`. */
+  enable?: readonly string[];
+  /** Type aliases the file expects, e.g. `{ WeightType: 'f16' }`. */
+  aliases?: Readonly<Record<string, string>>;
+  /** Values of the file's `override` constants. */
+  constants?: Readonly<Record<string, number>>;
+  /** Shared files placed before the kernel's own, in order, e.g. `['activation', 'gemm']`. */
+  include?: readonly KernelFile[];
+}
+
+function header(variant: KernelVariant): string {
+  const lines = (variant.enable ?? []).map((e) => `enable ${e};`);
+  for (const [name, type] of Object.entries(variant.aliases ?? {})) lines.push(`alias ${name} = ${type};`);
+  return lines.join('\n');
+}
+
+export class PipelineCache {
+  readonly #pipelines = new Map<string, GPUComputePipeline>();
+  readonly #modules = new Map<string, GPUShaderModule>();
+
+  constructor(
+    private readonly device: GPUDevice,
+    private readonly sources: KernelSources,
+  ) {}
+
+  get(variant: KernelVariant): GPUComputePipeline {
+    const head = header(variant);
+    const include = variant.include ?? [];
+    const key = `${variant.file}:${variant.entryPoint}:${head}:${include.join()}:${JSON.stringify(variant.constants ?? {})}`;
+    let pipeline = this.#pipelines.get(key);
+    if (pipeline) return pipeline;
+    const moduleKey = `${variant.file}\n${head}\n${include.join()}`;
+    let module = this.#modules.get(moduleKey);
+    if (!module) {
+      const code = [head, ...include.map((file) => this.sources.get(file)), this.sources.get(variant.file)].join('\n');
+      module = this.device.createShaderModule({ label: variant.file, code });
+      this.#modules.set(moduleKey, module);
+    }
+    pipeline = this.device.createComputePipeline({
+      label: `${variant.file}.${variant.entryPoint}`,
+      layout: 'auto',
+      compute: { module, entryPoint: variant.entryPoint, constants: variant.constants ?? {} },
+    });
+    this.#pipelines.set(key, pipeline);
+    return pipeline;
+  }
+}
