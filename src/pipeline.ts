@@ -226,7 +226,8 @@ export class OfaPipeline {
         throw new Error(
           `${weights}: the model's token table has ${vocabSize} ids, but OFA's tokenizer produces ids of a ` +
             `${tokenizer.vocabSize}-entry vocabulary; captioning and entailment need a checkpoint with OFA's ` +
-            `vocabulary (a model with a cut vocabulary, such as weights/ofa-tiny-random, serves \`mue verify\` only)`,
+            `vocabulary (a model with a cut vocabulary, such as the golden weights/ofa-tiny-random, serves \`mue verify\` ` +
+            `only; the shipped demo model weights/ofa-tiny-demo runs end to end)`,
         );
       }
       const imageSize = requestedSize ?? (await recordedImageSize(weights)) ?? defaultImageSize(model.config);

@@ -1,9 +1,11 @@
 /**
- * The library pipeline on the CPU backend (and, for agreement, on WebGPU), with the tiny random model grown to OFA's vocabulary
- * (test/helpers/ofa-full-vocab.ts) at a 32-pixel input: image-size resolution, captioning from
- * a path or bytes, entailment prompts, the step decoder, request queueing and errors.
+ * The library pipeline on the CPU backend (and, for agreement, on WebGPU), with the shipped demo
+ * model (weights/ofa-tiny-demo: the golden tiny random model grown to OFA's vocabulary) at a
+ * 32-pixel input: image-size resolution, captioning from a path or bytes, entailment prompts, the
+ * step decoder, request queueing and errors.
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -13,10 +15,11 @@ import { ImageDecodeError, preprocessImage } from '../src/image/preprocess.js';
 import { OfaStepDecoder } from '../src/models/ofa/step-decoder.js';
 import { OfaPipeline } from '../src/pipeline.js';
 import { EOS_ID } from '../src/text/bpe.js';
-import { type FullVocabModel, TINY_RANDOM, writeFullVocabModel } from './helpers/ofa-full-vocab.js';
 import { webgpuBackend } from './helpers/webgpu.js';
 
 const IMAGE = fileURLToPath(new URL('fixtures/preprocess/photo-97x61.png', import.meta.url));
+const GOLDEN_MODEL = fileURLToPath(new URL('../weights/ofa-tiny-random', import.meta.url));
+const DEMO_MODEL = fileURLToPath(new URL('../weights/ofa-tiny-demo', import.meta.url));
 const SIDE = 32;
 
 /** log Σ exp(row), computed stably in double precision. */
@@ -28,18 +31,12 @@ function logSumExp(row: Float32Array): number {
   return max + Math.log(sum);
 }
 
-let model: FullVocabModel;
-beforeAll(async () => {
-  model = await writeFullVocabModel();
-});
-afterAll(() => model.remove());
-
 describe('OfaPipeline (CPU)', () => {
   const backend = new CpuBackend();
   let pipeline: OfaPipeline;
 
   beforeAll(async () => {
-    pipeline = await OfaPipeline.load(model.dir, { backend, imageSize: SIDE });
+    pipeline = await OfaPipeline.load(DEMO_MODEL, { backend, imageSize: SIDE });
   });
   afterAll(() => {
     pipeline.dispose();
@@ -48,18 +45,25 @@ describe('OfaPipeline (CPU)', () => {
 
   it('takes the image size from the option, config.json, or the model size', async () => {
     expect(pipeline.imageSize).toBe(SIDE);
-    const configPath = join(model.dir, 'config.json');
-    const original = await readFile(configPath, 'utf8');
+    const shipped = await OfaPipeline.load(DEMO_MODEL, { backend });
+    expect(shipped.imageSize).toBe(256); // config.json: "image_size"
+    shipped.dispose();
+    // A copy whose config.json this test edits.
+    const dir = await mkdtemp(join(tmpdir(), 'mue-demo-copy-'));
     try {
-      const bySize = await OfaPipeline.load(model.dir, { backend });
-      expect(bySize.imageSize).toBe(256); // OFA-tiny's pretraining resolution
+      await cp(DEMO_MODEL, dir, { recursive: true });
+      const configPath = join(dir, 'config.json');
+      const { image_size: _, ...config } = JSON.parse(await readFile(configPath, 'utf8')) as Record<string, unknown>;
+      await writeFile(configPath, JSON.stringify(config));
+      const bySize = await OfaPipeline.load(dir, { backend });
+      expect(bySize.imageSize).toBe(256); // no size in config.json: OFA-tiny's pretraining resolution
       bySize.dispose();
-      await writeFile(configPath, JSON.stringify({ ...JSON.parse(original), patch_image_size: 48 }));
-      const fromConfig = await OfaPipeline.load(join(model.dir, 'weights.safetensors'), { backend });
+      await writeFile(configPath, JSON.stringify({ ...config, patch_image_size: 48 }));
+      const fromConfig = await OfaPipeline.load(join(dir, 'weights.safetensors'), { backend });
       expect(fromConfig.imageSize).toBe(48);
       fromConfig.dispose();
     } finally {
-      await writeFile(configPath, original);
+      await rm(dir, { recursive: true, force: true });
     }
   });
 
@@ -130,7 +134,7 @@ describe('OfaPipeline (CPU)', () => {
 
   it('names the input in errors: corrupt bytes, a missing file, an empty hypothesis', async () => {
     await expect(pipeline.caption(new Uint8Array([1, 2, 3, 4]))).rejects.toThrow(ImageDecodeError);
-    await expect(pipeline.caption(join(model.dir, 'missing.png'))).rejects.toThrow(
+    await expect(pipeline.caption(join(tmpdir(), 'mue-no-such-dir', 'missing.png'))).rejects.toThrow(
       /^image .*missing\.png: no such file or directory$/,
     );
     await expect(pipeline.entail(IMAGE, '  ')).rejects.toThrow('entail: the hypothesis is empty');
@@ -139,13 +143,13 @@ describe('OfaPipeline (CPU)', () => {
   });
 
   it('refuses a model whose token table is not OFA vocabulary, and bad image sizes', async () => {
-    await expect(OfaPipeline.load(TINY_RANDOM, { backend })).rejects.toThrow(
+    await expect(OfaPipeline.load(GOLDEN_MODEL, { backend })).rejects.toThrow(
       /token table has 1000 ids, but OFA's tokenizer produces ids of a 59457-entry vocabulary/,
     );
-    await expect(OfaPipeline.load(model.dir, { backend, imageSize: 0 })).rejects.toThrow(
+    await expect(OfaPipeline.load(DEMO_MODEL, { backend, imageSize: 0 })).rejects.toThrow(
       'OfaPipeline: image size must be a positive integer, got 0',
     );
-    await expect(OfaPipeline.load(model.dir, { backend, imageSize: 673 })).rejects.toThrow(
+    await expect(OfaPipeline.load(DEMO_MODEL, { backend, imageSize: 673 })).rejects.toThrow(
       /image size 673 gives a 43×43 patch grid; .* at most 42×42/,
     );
   });
@@ -186,7 +190,7 @@ describe('OfaPipeline (CPU)', () => {
   });
 
   it('refuses requests after dispose, leaving a caller-owned backend usable', async () => {
-    const other = await OfaPipeline.load(model.dir, { backend, imageSize: SIDE });
+    const other = await OfaPipeline.load(DEMO_MODEL, { backend, imageSize: SIDE });
     other.dispose();
     await expect(other.entail(IMAGE, 'a photo')).rejects.toThrow('OfaPipeline: this pipeline was disposed');
     const probe = backend.upload(Float32Array.of(1, 2), [2]);
@@ -200,8 +204,8 @@ describe('OfaPipeline (WebGPU) agrees with the CPU', () => {
   let gpu: OfaPipeline;
 
   beforeAll(async () => {
-    cpu = await OfaPipeline.load(model.dir, { backend: 'cpu', imageSize: SIDE });
-    gpu = await OfaPipeline.load(model.dir, { backend: await webgpuBackend(), imageSize: SIDE });
+    cpu = await OfaPipeline.load(DEMO_MODEL, { backend: 'cpu', imageSize: SIDE });
+    gpu = await OfaPipeline.load(DEMO_MODEL, { backend: await webgpuBackend(), imageSize: SIDE });
   });
   afterAll(() => {
     cpu.dispose();

@@ -29,8 +29,19 @@ export function notice(io: CliIo, text: string): void {
 /** src/cli and the compiled dist/cli are both two levels below the package root. */
 export const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
-/** The model shipped with the package (OFA-tiny shapes, random weights, golden outputs). */
-export const SHIPPED_MODEL = fileURLToPath(new URL('../../weights/ofa-tiny-random', import.meta.url));
+/**
+ * The golden model shipped with the package: OFA-tiny shapes, seeded random weights, the OFA
+ * authors' reference outputs, its token table cut to 1000 ids — `mue verify`'s default.
+ */
+export const GOLDEN_MODEL = fileURLToPath(new URL('../../weights/ofa-tiny-random', import.meta.url));
+
+/**
+ * The demo model shipped with the package: the golden model with its token table grown to OFA's
+ * 59,457 ids (scripts/make-demo-model.ts). Its captions and labels are meaningless but
+ * well-formed; it is the default of `mue caption` and `mue entail` so that they run without a
+ * download.
+ */
+export const DEMO_MODEL = fileURLToPath(new URL('../../weights/ofa-tiny-demo', import.meta.url));
 
 export function backendOption(): Option {
   return new Option(
@@ -43,7 +54,7 @@ export function weightsOption(): Option {
   return new Option(
     '--weights <path>',
     'a model directory (weights.safetensors + config.json or manifest.json) or a .safetensors file',
-  ).default(SHIPPED_MODEL, 'the shipped weights/ofa-tiny-random');
+  ).default(DEMO_MODEL, 'the shipped demo model weights/ofa-tiny-demo: random weights, meaningless output');
 }
 
 export function imageSizeOption(): Option {

@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import type { BackendName } from '../pipeline.js';
 import { type VerifyResult, verifyGolden } from '../models/ofa/verify.js';
 import { shapeToString } from '../tensor.js';
-import { type CliIo, SHIPPED_MODEL, backendOption, duration, notice, openBackend, positiveNumber, print, requirePath } from './common.js';
+import { type CliIo, GOLDEN_MODEL, backendOption, duration, notice, openBackend, positiveNumber, print, requirePath } from './common.js';
 
 interface VerifyFlags {
   backend?: BackendName;
@@ -45,7 +45,7 @@ export function verifyCommand(io: CliIo): Command {
     .description('run the engine on a golden folder and compare every tensor and the greedy ids')
     .argument(
       '[dir]',
-      'golden folder with weights.safetensors, manifest.json and outputs.safetensors (default: the shipped weights/ofa-tiny-random)',
+      'golden folder with weights.safetensors, manifest.json and outputs.safetensors (default: the shipped golden model weights/ofa-tiny-random)',
     )
     .addOption(backendOption())
     .option('--out <file>', "write the engine's tensors (and greedy.tokens) to this .safetensors file")
@@ -53,7 +53,7 @@ export function verifyCommand(io: CliIo): Command {
       new Option('--tolerance <x>', 'largest max |Δ| accepted per tensor').argParser(positiveNumber).default(1e-4),
     )
     .action(async (dir: string | undefined, flags: VerifyFlags) => {
-      const golden = dir ?? SHIPPED_MODEL;
+      const golden = dir ?? GOLDEN_MODEL;
       await requirePath(golden, 'golden folder');
       const backend = await openBackend(io, flags.backend);
       try {

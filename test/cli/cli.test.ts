@@ -1,9 +1,9 @@
 /**
  * The `mue` command line, in process through `runCli` (captured stdout / stderr) and once as a
  * child process through the real entry point. Everything runs on the CPU backend but one
- * `verify --backend webgpu`. Captioning and
- * entailment use the tiny random model grown to OFA's vocabulary (test/helpers/ofa-full-vocab.ts)
- * at a 32-pixel input: the text is nonsense, so the checks are about structure.
+ * `verify --backend webgpu`. Verification uses the shipped golden model (weights/ofa-tiny-random);
+ * captioning and entailment the shipped demo model (weights/ofa-tiny-demo: the golden model grown
+ * to OFA's vocabulary) at a 32-pixel input: the text is nonsense, so the checks are about structure.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -17,9 +17,11 @@ import type { CliIo } from '../../src/cli/common.js';
 import { runCli } from '../../src/cli/program.js';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
 import { EOS_ID, OFA_VOCAB_SIZE } from '../../src/text/bpe.js';
-import { type FullVocabModel, TINY_RANDOM, writeFullVocabModel } from '../helpers/ofa-full-vocab.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+/** The shipped models, named independently of src/cli/common.ts's defaults. */
+const GOLDEN_MODEL = join(ROOT, 'weights/ofa-tiny-random');
+const DEMO_MODEL = join(ROOT, 'weights/ofa-tiny-demo');
 const IMAGE = fileURLToPath(new URL('../fixtures/preprocess/photo-97x61.png', import.meta.url));
 const NOT_OFA_CHECKPOINT = fileURLToPath(new URL('../fixtures/checkpoints/small.pt', import.meta.url));
 /** The reference PyTorch checkpoint of the golden model, in the project's shared data when it is beside the repository. */
@@ -52,19 +54,16 @@ async function mue(...args: string[]): Promise<Run> {
 }
 
 describe('mue (in process)', () => {
-  let model: FullVocabModel;
   let scratch: string;
 
   beforeAll(async () => {
-    model = await writeFullVocabModel();
     scratch = await mkdtemp(join(tmpdir(), 'mue-cli-'));
   });
   afterAll(async () => {
-    await model.remove();
     await rm(scratch, { recursive: true, force: true });
   });
 
-  const modelArgs = (): string[] => ['--weights', model.dir, '--backend', 'cpu', '--image-size', '32'];
+  const modelArgs = (): string[] => ['--weights', DEMO_MODEL, '--backend', 'cpu', '--image-size', '32'];
 
   it('prints help naming every command and the WebGPU → CPU fallback', async () => {
     const top = await mue('--help');
@@ -76,7 +75,7 @@ describe('mue (in process)', () => {
 
   it('verify passes on the shipped golden model (256×256) and prints the table', async () => {
     const out = join(scratch, 'engine.safetensors');
-    const run = await mue('verify', TINY_RANDOM, '--backend', 'cpu', '--out', out);
+    const run = await mue('verify', GOLDEN_MODEL, '--backend', 'cpu', '--out', out);
     expect(run.stderr).not.toContain('mue: verification failed');
     expect(run.status).toBe(0);
     expect(run.stdout).toMatch(/^tensor\s+shape\s+max \|Δ\|/);
@@ -90,13 +89,13 @@ describe('mue (in process)', () => {
 
   it('verify passes on WebGPU too', async () => {
     process.env.XDG_RUNTIME_DIR ??= '/tmp';
-    const run = await mue('verify', TINY_RANDOM, '--backend', 'webgpu');
+    const run = await mue('verify', GOLDEN_MODEL, '--backend', 'webgpu');
     expect(run.status).toBe(0);
     expect(run.stdout).toMatch(/verify: 14 tensors within 0\.0001 and the greedy ids match \(webgpu/);
   });
 
   it('verify exits 1 when a tensor is beyond the tolerance', async () => {
-    const run = await mue('verify', TINY_RANDOM, '--backend', 'cpu', '--tolerance', '1e-9');
+    const run = await mue('verify', GOLDEN_MODEL, '--backend', 'cpu', '--tolerance', '1e-9');
     expect(run.status).toBe(1);
     expect(run.stdout).toMatch(/encoder\.hidden_states\.4 .* FAIL/);
     expect(run.stderr).toMatch(/^mue: verification failed on cpu: \d+ of 14 tensors beyond tolerance 1e-9\n$/);
@@ -125,7 +124,7 @@ describe('mue (in process)', () => {
     expect(run.stdout).toContain('  tied: decoder.output_projection.weight → encoder.embed_tokens.weight (stored once)\n');
     const [converted, shipped] = await Promise.all([
       SafetensorsFile.open(out),
-      SafetensorsFile.open(join(TINY_RANDOM, 'weights.safetensors')),
+      SafetensorsFile.open(join(GOLDEN_MODEL, 'weights.safetensors')),
     ]);
     try {
       expect(run.stdout).toContain(`  tensors written: ${converted.tensors.size} (f16)\n`);
@@ -163,6 +162,13 @@ describe('mue (in process)', () => {
     }
   });
 
+  it('caption without --weights runs the shipped demo model', async () => {
+    const run = await mue('caption', IMAGE, '--backend', 'cpu', '--image-size', '32');
+    expect(run.stderr).toContain(`mue: loaded ${DEMO_MODEL} (`);
+    expect(run.status).toBe(0);
+    expect(run.stdout).toMatch(/^.*\S.*\n$/);
+  });
+
   it('entail --json gives one of the three labels with probabilities over the answers', async () => {
     const run = await mue('entail', IMAGE, 'Two dogs play in the snow.', ...modelArgs(), '--json');
     expect(run.status).toBe(0);
@@ -192,7 +198,7 @@ describe('mue (in process)', () => {
   });
 
   it('refuses a model whose vocabulary is cut (the shipped golden model) for captioning', async () => {
-    const run = await mue('caption', IMAGE, '--weights', TINY_RANDOM, '--backend', 'cpu');
+    const run = await mue('caption', IMAGE, '--weights', GOLDEN_MODEL, '--backend', 'cpu');
     expect(run.status).toBe(1);
     expect(run.stderr).toMatch(/token table has 1000 ids, but OFA's tokenizer produces ids of a 59457-entry vocabulary/);
   });
