@@ -54,9 +54,16 @@ override THREADS_X: u32 = 16u;
 override THREADS_Y: u32 = 16u;
 override TILE_K: u32 = 16u;
 
+// The tile lengths are named overrides, not expressions in the array types: naga 29 (Deno's
+// WebGPU) turns an expression size into an anonymous override, after which its pipeline-constant
+// pass loses count of the named overrides declared later (conv2d's KERNEL_H…) and panics
+// (handlevec.rs:66; repro in .scratch/naga-repro.wgsl). Derived values, not set by the wrappers.
+override TILE_A_LENGTH: u32 = TILE_K * THREADS_Y;
+override TILE_B_LENGTH: u32 = TILE_K * THREADS_X;
+
 // k-major: tile_a[k * THREADS_Y + r / 4][r % 4] holds A[row0 + r, k0 + k]; tile_b likewise by column.
-var<workgroup> tile_a: array<vec4<f32>, TILE_K * THREADS_Y>;
-var<workgroup> tile_b: array<vec4<f32>, TILE_K * THREADS_X>;
+var<workgroup> tile_a: array<vec4<f32>, TILE_A_LENGTH>;
+var<workgroup> tile_b: array<vec4<f32>, TILE_B_LENGTH>;
 
 @compute @workgroup_size(THREADS_X, THREADS_Y)
 fn gemm_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) local: vec3<u32>,
