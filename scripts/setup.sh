@@ -26,5 +26,7 @@ if [ "$(mesa_major || true)" = "" ] || [ "$(mesa_major)" -lt 23 ] || ! dpkg-quer
   fi
 fi
 
-npm ci --no-audit --no-fund
+# onnxruntime-node (a benchmark peer) would download CUDA libraries in its install script: its
+# bundled CPU and WebGPU providers are all the benchmark needs.
+ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund
 npm run build
