@@ -131,4 +131,21 @@ export interface Backend {
    * softmax(scale·q·kᵀ + bias + masks)·v per head, accumulated in f32.
    */
   attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions): Tensor;
+
+  // ---- early exiting (MuE): decisions that stay on the device ----------------------------------
+  /** i32 `[B]`: 1 where `x [B] > threshold` or where `flags [B]` is already non-zero, else 0. */
+  exceeds(x: Tensor, threshold: number, flags?: Tensor): Tensor;
+  /**
+   * Per sample: `out[b] = condition[b] ≠ 0 ? a[b] : b[b]` for `a`, `b` of one shape `[B, ...]`;
+   * `condition` is i32 `[B]`, or `[1]` for one decision shared by the whole batch.
+   */
+  where(condition: Tensor, a: Tensor, b: Tensor): Tensor;
+  /**
+   * Runs `fn` unless every element of the i32 flags `done` is non-zero. The WebGPU backend decides
+   * on the device: `fn`'s dispatches are recorded as indirect dispatches whose workgroup counts a
+   * small kernel zeroes when all are done, so no read-back interrupts the submission. Tensors `fn`
+   * creates hold unspecified values when it was skipped: combine them with `where`. Not nestable;
+   * `fn` must not read tensors back.
+   */
+  unlessAll<T>(done: Tensor, fn: () => T): T;
 }

@@ -297,3 +297,48 @@ export function transposeSizes(x: Tensor, perm: readonly number[]): { outShape: 
   }
   return { outShape: perm.map((p) => x.shape[p]!) };
 }
+
+// ---- early exiting ------------------------------------------------------------------------------
+
+/** For exceeds: x is an f32 `[B]` (or `[1]`), the optional flags i32 of the same shape. */
+export function exceedsSizes(x: Tensor, threshold: number, flags?: Tensor): { batch: number } {
+  const op = 'exceeds';
+  requireDType(op, 'x', x, 'f32');
+  if (x.rank !== 1) fail(op, `x must be [B], got ${s(x.shape)}`);
+  if (Number.isNaN(threshold)) fail(op, 'threshold is NaN');
+  if (flags) {
+    requireDType(op, 'flags', flags, 'i32');
+    requireShape(op, 'flags', flags, x.shape);
+  }
+  return { batch: x.shape[0]! };
+}
+
+export interface WhereSizes {
+  size: number;
+  /** Elements per decision: a sample's elements for a `[B]` condition, all of them for `[1]`. */
+  inner: number;
+}
+
+/**
+ * For where: condition is i32 `[B]` or `[1]`; a and b have one shape and one dtype (f32, f16 or
+ * i32), whose first dim is B when the condition is `[B]` (B ≠ 1).
+ */
+export function whereSizes(condition: Tensor, a: Tensor, b: Tensor): WhereSizes {
+  const op = 'where';
+  requireDType(op, 'condition', condition, 'i32');
+  if (condition.rank !== 1) fail(op, `condition must be [B] or [1], got ${s(condition.shape)}`);
+  if (a.dtype !== b.dtype) fail(op, `a and b must have one dtype, got ${a.dtype} and ${b.dtype}`);
+  if (!sameShape(a.shape, b.shape)) fail(op, `a ${s(a.shape)} and b ${s(b.shape)} differ`);
+  const batch = condition.shape[0]!;
+  if (batch === 1) return { size: a.size, inner: a.size };
+  if (a.rank < 1 || a.shape[0] !== batch) {
+    fail(op, `condition ${s(condition.shape)} needs a and b of [${batch}, ...], got ${s(a.shape)}`);
+  }
+  return { size: a.size, inner: batch === 0 ? 0 : a.size / batch };
+}
+
+/** For unlessAll: `done` holds i32 flags (any shape; an empty one counts as all done). */
+export function unlessAllSizes(done: Tensor): { count: number } {
+  requireDType('unlessAll', 'done', done, 'i32');
+  return { count: done.size };
+}

@@ -6,6 +6,11 @@
  *
  * Storage is a Float32Array for f32 and f16 tensors (f16 uploads are widened once; their values
  * stay exactly representable in f16, so the dtype remains 'f16') and an Int32Array for i32.
+ *
+ * `unlessAll` skips on the CPU too: while its flags are all set, every op still validates its
+ * operands and returns a tensor of the right shape and dtype, but zero-filled, without computing
+ * (`#result` is the one place that decides). So model code runs unchanged on both backends and
+ * both save the work.
  */
 import type {
   AttentionOptions,
@@ -23,6 +28,7 @@ import {
   conv2dSizes,
   cosineSizes,
   elementwiseSizes,
+  exceedsSizes,
   gatherSizes,
   lastDimSizes,
   layerNormSizes,
@@ -31,12 +37,15 @@ import {
   sliceSizes,
   topkSizes,
   transposeSizes,
+  unlessAllSizes,
   uploadDType,
+  whereSizes,
 } from '../shapes.js';
 import { halvesToFloats } from '../../half.js';
-import { type DType, type HostArray, type Shape, Tensor, shapeToString } from '../../tensor.js';
+import { type DType, type HostArray, type Shape, Tensor, shapeToString, sizeOf } from '../../tensor.js';
 import * as attentionOps from './attention.js';
 import * as elementwise from './elementwise.js';
+import * as exit from './exit.js';
 import * as indexing from './indexing.js';
 import * as linear from './linear.js';
 import * as reductions from './reductions.js';
@@ -52,6 +61,18 @@ export class CpuBackend implements Backend {
   /** Every tensor created here and not yet released, for `destroy`. */
   readonly #live = new Set<Tensor>();
   readonly #scopes = new TensorScopes();
+  /** Inside `unlessAll`: whether a gate is open, and whether it skips (all flags set). */
+  #gateOpen = false;
+  #skipping = false;
+  #computedOps = 0;
+
+  /**
+   * How many op results have been computed (ops skipped inside `unlessAll` are not counted; an op
+   * with two results, topk, counts once): a test hook.
+   */
+  get computedOps(): number {
+    return this.#computedOps;
+  }
 
   // ---- storage and lifetime -------------------------------------------------------------------
 
@@ -61,6 +82,7 @@ export class CpuBackend implements Backend {
   }
 
   async read(t: Tensor): Promise<HostArray> {
+    this.#refuseInsideGate('read');
     return this.#data(t).slice();
   }
 
@@ -75,9 +97,13 @@ export class CpuBackend implements Backend {
     return this.#scopes.run(fn);
   }
 
-  flush(): void {}
+  flush(): void {
+    this.#refuseInsideGate('flush');
+  }
 
-  async sync(): Promise<void> {}
+  async sync(): Promise<void> {
+    this.#refuseInsideGate('sync');
+  }
 
   destroy(): void {
     for (const t of [...this.#live]) t.dispose();
@@ -88,6 +114,33 @@ export class CpuBackend implements Backend {
     this.#live.add(t);
     this.#scopes.track(t);
     return t;
+  }
+
+  /**
+   * Wraps an op's results: runs `compute` and checks what it returns, or, while `unlessAll`
+   * skips, returns zero-filled tensors of the given shapes and dtypes without running it.
+   */
+  #results(outputs: readonly (readonly [Shape, DType])[], compute: () => HostArray[]): Tensor[] {
+    if (this.#skipping) {
+      return outputs.map(([shape, dtype]) => this.#create(shape, dtype, dtype === 'i32' ? new Int32Array(sizeOf(shape)) : new Float32Array(sizeOf(shape))));
+    }
+    const data = compute();
+    this.#computedOps++;
+    return outputs.map(([shape, dtype], i) => {
+      const d = data[i]!;
+      if (d.length !== sizeOf(shape) || d instanceof Int32Array !== (dtype === 'i32')) {
+        throw new Error(`internal: an op computed ${d.length} ${d.constructor.name} values for ${dtype} ${shapeToString(shape)}`);
+      }
+      return this.#create(shape, dtype, d);
+    });
+  }
+
+  #result(shape: Shape, dtype: DType, compute: () => HostArray): Tensor {
+    return this.#results([[shape, dtype]], () => [compute()])[0]!;
+  }
+
+  #refuseInsideGate(what: string): void {
+    if (this.#gateOpen) throw new Error(`${what}: not allowed inside unlessAll (its decision must not wait for the host)`);
   }
 
   #storage(t: Tensor): CpuStorage {
@@ -124,136 +177,170 @@ export class CpuBackend implements Backend {
 
   matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tensor {
     const sizes = matmulSizes(a, b, options);
-    const out = linear.matmul(sizes, {
-      a: this.#floats(a),
-      b: this.#floats(b),
-      transposeB: options.transposeB ?? false,
-      bias: this.#optionalFloats(options.bias),
-      activation: options.activation ?? 'none',
-      residual: this.#optionalFloats(options.residual),
-    });
-    return this.#create(sizes.outShape, 'f32', out);
+    return this.#result(sizes.outShape, 'f32', () =>
+      linear.matmul(sizes, {
+        a: this.#floats(a),
+        b: this.#floats(b),
+        transposeB: options.transposeB ?? false,
+        bias: this.#optionalFloats(options.bias),
+        activation: options.activation ?? 'none',
+        residual: this.#optionalFloats(options.residual),
+      }),
+    );
   }
 
   // ---- elementwise ----------------------------------------------------------------------------
 
   add(a: Tensor, b: Tensor): Tensor {
     const { inner } = broadcastSizes('add', a, b);
-    const out = elementwise.broadcastBinary(this.#floats(a), this.#floats(b), inner, (x, y) => x + y);
-    return this.#create(a.shape, 'f32', out);
+    return this.#result(a.shape, 'f32', () => elementwise.broadcastBinary(this.#floats(a), this.#floats(b), inner, (x, y) => x + y));
   }
 
   mul(a: Tensor, b: Tensor): Tensor {
     const { inner } = broadcastSizes('mul', a, b);
-    const out = elementwise.broadcastBinary(this.#floats(a), this.#floats(b), inner, (x, y) => x * y);
-    return this.#create(a.shape, 'f32', out);
+    return this.#result(a.shape, 'f32', () => elementwise.broadcastBinary(this.#floats(a), this.#floats(b), inner, (x, y) => x * y));
   }
 
   scale(a: Tensor, s: number): Tensor {
     elementwiseSizes('scale', a);
-    return this.#create(a.shape, 'f32', elementwise.map(this.#floats(a), (x) => x * s));
+    return this.#result(a.shape, 'f32', () => elementwise.map(this.#floats(a), (x) => x * s));
   }
 
   gelu(x: Tensor): Tensor {
     elementwiseSizes('gelu', x);
-    return this.#create(x.shape, 'f32', elementwise.map(this.#floats(x), elementwise.gelu));
+    return this.#result(x.shape, 'f32', () => elementwise.map(this.#floats(x), elementwise.gelu));
   }
 
   relu(x: Tensor): Tensor {
     elementwiseSizes('relu', x);
-    return this.#create(x.shape, 'f32', elementwise.map(this.#floats(x), elementwise.relu));
+    return this.#result(x.shape, 'f32', () => elementwise.map(this.#floats(x), elementwise.relu));
   }
 
   // ---- normalisation and reductions over the last dimension ----------------------------------
 
   layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number): Tensor {
     const sizes = layerNormSizes(x, weight, bias);
-    const out = reductions.layerNorm(sizes, this.#floats(x), this.#floats(weight), this.#floats(bias), eps);
-    return this.#create(x.shape, 'f32', out);
+    return this.#result(x.shape, 'f32', () => reductions.layerNorm(sizes, this.#floats(x), this.#floats(weight), this.#floats(bias), eps));
   }
 
   softmax(x: Tensor): Tensor {
     const sizes = lastDimSizes('softmax', x);
-    return this.#create(x.shape, 'f32', reductions.softmax(sizes, this.#floats(x)));
+    return this.#result(x.shape, 'f32', () => reductions.softmax(sizes, this.#floats(x)));
   }
 
   logSoftmax(x: Tensor): Tensor {
     const sizes = lastDimSizes('logSoftmax', x);
-    return this.#create(x.shape, 'f32', reductions.logSoftmax(sizes, this.#floats(x)));
+    return this.#result(x.shape, 'f32', () => reductions.logSoftmax(sizes, this.#floats(x)));
   }
 
   argmax(x: Tensor): Tensor {
     const sizes = lastDimSizes('argmax', x);
-    return this.#create(x.shape.slice(0, -1), 'i32', reductions.argmax(sizes, this.#floats(x)));
+    return this.#result(x.shape.slice(0, -1), 'i32', () => reductions.argmax(sizes, this.#floats(x)));
   }
 
   topk(x: Tensor, k: number): TopK {
     const { outShape, ...sizes } = topkSizes(x, k);
-    const { values, indices } = reductions.topk(sizes, k, this.#floats(x));
-    return { values: this.#create(outShape, 'f32', values), indices: this.#create(outShape, 'i32', indices) };
+    const [values, indices] = this.#results([[outShape, 'f32'], [outShape, 'i32']], () => {
+      const top = reductions.topk(sizes, k, this.#floats(x));
+      return [top.values, top.indices];
+    });
+    return { values: values!, indices: indices! };
   }
 
   cosineSimilarity(a: Tensor, b: Tensor): Tensor {
     const sizes = cosineSizes(a, b);
-    return this.#create([sizes.batch], 'f32', reductions.cosineSimilarity(sizes, this.#floats(a), this.#floats(b)));
+    return this.#result([sizes.batch], 'f32', () => reductions.cosineSimilarity(sizes, this.#floats(a), this.#floats(b)));
   }
 
   // ---- indexing ---------------------------------------------------------------------------------
 
   gather(table: Tensor, ids: Tensor): Tensor {
     const { outShape, ...sizes } = gatherSizes(table, ids);
-    return this.#create(outShape, 'f32', indexing.gather(sizes, this.#floats(table), this.#ints(ids)));
+    return this.#result(outShape, 'f32', () => indexing.gather(sizes, this.#floats(table), this.#ints(ids)));
   }
 
   slice(x: Tensor, axis: number, start: number, end: number): Tensor {
     const { outShape, ...sizes } = sliceSizes(x, axis, start, end);
-    const out = indexing.slice(sizes, x.shape[sizes.axis]!, start, end, this.#data(x));
-    return this.#create(outShape, x.dtype, out);
+    return this.#result(outShape, x.dtype, () => indexing.slice(sizes, x.shape[sizes.axis]!, start, end, this.#data(x)));
   }
 
   concat(xs: readonly Tensor[], axis: number): Tensor {
     const { outShape, ...sizes } = concatSizes(xs, axis);
-    const parts = xs.map((x) => ({ data: this.#data(x), length: x.shape[sizes.axis]! }));
-    return this.#create(outShape, xs[0]!.dtype, indexing.concat(sizes, parts, outShape[sizes.axis]!));
+    return this.#result(outShape, xs[0]!.dtype, () => {
+      const parts = xs.map((x) => ({ data: this.#data(x), length: x.shape[sizes.axis]! }));
+      return indexing.concat(sizes, parts, outShape[sizes.axis]!);
+    });
   }
 
   transpose(x: Tensor, perm: readonly number[]): Tensor {
     const { outShape } = transposeSizes(x, perm);
-    return this.#create(outShape, x.dtype, indexing.transpose(this.#data(x), x.shape, perm));
+    return this.#result(outShape, x.dtype, () => indexing.transpose(this.#data(x), x.shape, perm));
   }
 
   // ---- vision -----------------------------------------------------------------------------------
 
   conv2d(x: Tensor, w: Tensor, options: Conv2dOptions = {}): Tensor {
     const sizes = conv2dSizes(x, w, options);
-    const out = vision.conv2d(sizes, {
-      x: this.#floats(x),
-      w: this.#floats(w),
-      bias: this.#optionalFloats(options.bias),
-      residual: this.#optionalFloats(options.residual),
-      activation: options.activation ?? 'none',
-    });
-    return this.#create(sizes.outShape, 'f32', out);
+    return this.#result(sizes.outShape, 'f32', () =>
+      vision.conv2d(sizes, {
+        x: this.#floats(x),
+        w: this.#floats(w),
+        bias: this.#optionalFloats(options.bias),
+        residual: this.#optionalFloats(options.residual),
+        activation: options.activation ?? 'none',
+      }),
+    );
   }
 
   maxPool2d(x: Tensor, options: Pool2dOptions): Tensor {
     const sizes = pool2dSizes(x, options);
-    return this.#create(sizes.outShape, 'f32', vision.maxPool2d(sizes, options, this.#floats(x)));
+    return this.#result(sizes.outShape, 'f32', () => vision.maxPool2d(sizes, options, this.#floats(x)));
   }
 
   // ---- attention --------------------------------------------------------------------------------
 
   attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions): Tensor {
     const sizes = attentionSizes(q, k, v, options);
-    const out = attentionOps.attention(sizes, {
-      q: this.#floats(q),
-      k: this.#floats(k),
-      v: this.#floats(v),
-      scale: options.scale,
-      causal: options.causal ?? false,
-      bias: this.#optionalFloats(options.bias),
-      keyPaddingMask: options.keyPaddingMask && this.#ints(options.keyPaddingMask),
-    });
-    return this.#create(q.shape, 'f32', out);
+    return this.#result(q.shape, 'f32', () =>
+      attentionOps.attention(sizes, {
+        q: this.#floats(q),
+        k: this.#floats(k),
+        v: this.#floats(v),
+        scale: options.scale,
+        causal: options.causal ?? false,
+        bias: this.#optionalFloats(options.bias),
+        keyPaddingMask: options.keyPaddingMask && this.#ints(options.keyPaddingMask),
+      }),
+    );
+  }
+
+  // ---- early exiting ----------------------------------------------------------------------------
+
+  exceeds(x: Tensor, threshold: number, flags?: Tensor): Tensor {
+    exceedsSizes(x, threshold, flags);
+    return this.#result(x.shape, 'i32', () => exit.exceeds(this.#floats(x), threshold, flags && this.#ints(flags)));
+  }
+
+  where(condition: Tensor, a: Tensor, b: Tensor): Tensor {
+    const sizes = whereSizes(condition, a, b);
+    return this.#result(a.shape, a.dtype, () => exit.where(sizes, this.#ints(condition), this.#data(a), this.#data(b)));
+  }
+
+  /**
+   * Reads `done` on the host and runs `fn`, in skipping mode when every flag is set: its ops then
+   * return zero-filled tensors (contents unspecified by the interface) without computing.
+   */
+  unlessAll<T>(done: Tensor, fn: () => T): T {
+    unlessAllSizes(done);
+    if (this.#gateOpen) throw new Error('unlessAll: cannot be nested (a gate is already open)');
+    const skip = exit.allDone(this.#ints(done));
+    this.#gateOpen = true;
+    this.#skipping = skip;
+    try {
+      return fn();
+    } finally {
+      this.#gateOpen = false;
+      this.#skipping = false;
+    }
   }
 }

@@ -25,6 +25,7 @@ export const KERNEL_FILES = [
   'conv2d',
   'pool',
   'attention',
+  'exit',
 ] as const;
 
 export type KernelFile = (typeof KERNEL_FILES)[number];

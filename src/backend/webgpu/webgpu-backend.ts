@@ -15,11 +15,12 @@ import { uploadDType } from '../shapes.js';
 import { BYTES_PER_ELEMENT, type DType, type HostArray, type Shape, Tensor, shapeToString } from '../../tensor.js';
 import { halvesToFloats } from '../../half.js';
 import { BufferPool } from './buffer-pool.js';
-import { KernelContext } from './context.js';
+import { KernelContext, type KernelContextOptions } from './context.js';
 import type { AcquiredDevice, DeviceCapabilities } from './device.js';
 import { PipelineCache, type KernelSources } from './kernels.js';
 import { mapForRead, waitForQueue } from './wait.js';
 import * as elementwise from './ops/elementwise.js';
+import * as exit from './ops/exit.js';
 import * as indexing from './ops/indexing.js';
 import * as linear from './ops/matmul.js';
 import * as normalization from './ops/normalization.js';
@@ -37,14 +38,20 @@ export class WebGpuBackend implements Backend {
   #lostReason: string | undefined;
   #destroyed = false;
 
-  constructor({ device, capabilities }: AcquiredDevice, sources: KernelSources) {
+  /** `options.maxBindingBytes` lowers the storage binding limit below the device's (tests). */
+  constructor({ device, capabilities }: AcquiredDevice, sources: KernelSources, options: KernelContextOptions = {}) {
     this.device = device;
     this.capabilities = capabilities;
     this.#pool = new BufferPool(device);
-    this.#ctx = new KernelContext(this, device, capabilities, this.#pool, new PipelineCache(device, sources), (t) => this.#scopes.track(t), () => this.#checkUsable());
+    this.#ctx = new KernelContext(this, device, capabilities, this.#pool, new PipelineCache(device, sources), (t) => this.#scopes.track(t), () => this.#checkUsable(), options);
     void device.lost.then((info) => {
       if (!this.#destroyed) this.#lostReason = `${info.reason ?? 'unknown'}: ${info.message}`;
     });
+  }
+
+  /** Command buffers submitted so far (a forward pass is one): a test hook. */
+  get submissions(): number {
+    return this.#ctx.submissions;
   }
 
   /** Bytes of pooled device memory: in use now, allocated, and the peak in use. */
@@ -79,6 +86,7 @@ export class WebGpuBackend implements Backend {
   async read(t: Tensor): Promise<HostArray> {
     this.#checkUsable();
     if (t.disposed) throw new Error(`read: tensor ${shapeToString(t.shape)} was disposed`);
+    this.#ctx.refuseInsideGate('read');
     const bytes = t.size * BYTES_PER_ELEMENT[t.dtype];
     const size = Math.max(4, Math.ceil(bytes / 4) * 4);
     const staging = this.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
@@ -200,5 +208,17 @@ export class WebGpuBackend implements Backend {
 
   attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions): Tensor {
     return attention.attention(this.#ctx, q, k, v, options);
+  }
+
+  exceeds(x: Tensor, threshold: number, flags?: Tensor): Tensor {
+    return exit.exceeds(this.#ctx, x, threshold, flags);
+  }
+
+  where(condition: Tensor, a: Tensor, b: Tensor): Tensor {
+    return exit.where(this.#ctx, condition, a, b);
+  }
+
+  unlessAll<T>(done: Tensor, fn: () => T): T {
+    return exit.unlessAll(this.#ctx, done, fn);
   }
 }

@@ -17,6 +17,17 @@ export const RESNET_STAGE_BLOCKS = {
 
 export type ResnetType = keyof typeof RESNET_STAGE_BLOCKS;
 
+/**
+ * How the encoder runs the image and text tokens (mue-spec §1):
+ * - `joint`: OFA's single sequence, image first, every token attending to every token (§4.4);
+ * - `decomposed`: MuE's encoder: the image tokens and the text tokens pass through the same
+ *   layers as two separate sequences, each attending only to itself, concatenated (image first)
+ *   before the final LayerNorm. MuE checkpoints are fine-tuned with it.
+ */
+export type EncoderMode = 'joint' | 'decomposed';
+
+export const ENCODER_MODES: readonly EncoderMode[] = ['joint', 'decomposed'];
+
 export interface OfaConfig {
   /** Shared token table rows: text BPE, `<mask>`, image codes and location bins (§2). */
   vocabSize: number;
@@ -45,6 +56,20 @@ export interface OfaConfig {
   bosTokenId: number;
   eosTokenId: number;
   decoderStartTokenId: number;
+  /**
+   * The encoder layout (mue-spec §1). config.json key `mue_decomposed_encoder` (boolean, absent =
+   * false = `joint`): set it to true for MuE checkpoints converted from the authors'
+   * `feature/MuE` branch, which were fine-tuned with the decomposed encoder.
+   */
+  encoderMode: EncoderMode;
+  /**
+   * Decomposed encoder only: whether the image stream adds each layer's 2-D relative bias to its
+   * absolute bias. Default false, as the authors' code runs it (it computes the image relative
+   * bias, then overwrites the sum with the absolute bias alone) and as MuE checkpoints were
+   * trained; true is for experiments. config.json key `mue_image_relative_bias` (boolean, absent
+   * = false). Ignored by the joint encoder, which always has it (§4.6).
+   */
+  imageRelativeBiasInDecomposed: boolean;
 }
 
 /** Values every released OFA checkpoint shares (§1). */
@@ -61,6 +86,8 @@ const SHARED = {
   bosTokenId: 0,
   eosTokenId: 2,
   decoderStartTokenId: 0,
+  encoderMode: 'joint',
+  imageRelativeBiasInDecomposed: false,
 } as const;
 
 function preset(
@@ -170,6 +197,11 @@ class ConfigReader {
  * `config` object of a golden manifest). Sizes are required; the values every release shares
  * default to them when absent. Training-only keys (dropout, drop-path, layer-drop, init) are
  * ignored. `label` names the source in error messages.
+ *
+ * Two keys of this engine's own (not in Hugging Face's `OFAConfig`) select MuE's decomposed
+ * encoder (mue-spec §1): `mue_decomposed_encoder: true` for checkpoints converted from the
+ * authors' `feature/MuE` branch, and `mue_image_relative_bias: true` to give its image stream the
+ * 2-D relative bias (an experiment; MuE checkpoints were trained without it).
  */
 export function configFromJson(value: unknown, label = 'config.json'): OfaConfig {
   if (!isRecord(value)) throw new Error(`${label}: expected a JSON object, found ${JSON.stringify(value)}`);
@@ -207,6 +239,8 @@ export function configFromJson(value: unknown, label = 'config.json'): OfaConfig
     bosTokenId: read.nonNegativeInt('bos_token_id', SHARED.bosTokenId),
     eosTokenId: read.nonNegativeInt('eos_token_id', SHARED.eosTokenId),
     decoderStartTokenId: read.nonNegativeInt('decoder_start_token_id', SHARED.decoderStartTokenId),
+    encoderMode: read.boolean('mue_decomposed_encoder', false) ? 'decomposed' : 'joint',
+    imageRelativeBiasInDecomposed: read.boolean('mue_image_relative_bias', SHARED.imageRelativeBiasInDecomposed),
   };
   validateConfig(config, label);
   return config;
@@ -214,6 +248,10 @@ export function configFromJson(value: unknown, label = 'config.json'): OfaConfig
 
 /** Consistency checks that a preset or a parsed config must pass before weights are loaded. */
 export function validateConfig(config: OfaConfig, label = 'OFA config'): void {
+  if (!ENCODER_MODES.includes(config.encoderMode)) {
+    const modes = ENCODER_MODES.join(', ');
+    throw new Error(`${label}: encoder mode ${JSON.stringify(config.encoderMode)} is not one of ${modes}`);
+  }
   for (const [side, heads] of [
     ['encoder', config.encoderAttentionHeads],
     ['decoder', config.decoderAttentionHeads],

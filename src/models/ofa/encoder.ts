@@ -7,11 +7,17 @@
  * layers one by one and may stop early (MuE); `encode` is the plain driver that runs them all.
  * Every intermediate state stays on the device.
  *
+ * MuE's decomposed encoder (mue-spec §1, `config.encoderMode === 'decomposed'`) runs the image
+ * and the text tokens through the same layers as two streams that attend only to themselves:
+ * `embedStreams` → `layer(l, …)` per stream with the stream's context → `finishStreams`, which
+ * concatenates the stream outputs (image first) and applies the final LayerNorm. `encode`
+ * dispatches on the mode; both give an `EncoderOutput` the decoder takes unchanged.
+ *
  * The building blocks at the top (§4.5, §4.7, §4.8) are shared with the decoder.
  */
 import type { AttentionOptions, Backend, MatmulOptions } from '../../backend/backend.js';
 import { type Tensor, shapeToString } from '../../tensor.js';
-import { type OfaConfig, attentionScale, checkTokenIds } from './config.js';
+import { type EncoderMode, type OfaConfig, attentionScale, checkTokenIds } from './config.js';
 import { type PositionTables, checkTextLength } from './positions.js';
 import { resnetFeatures, resnetOutputSize } from './resnet.js';
 import {
@@ -104,11 +110,25 @@ export function feedForwardSublayer(
 // ---------------------------------------------------------------------------------------------
 // The encoder
 
-/** What every layer of one request shares (§4.4–4.6). */
-export interface EncoderContext {
-  /** `[H, N, N]`, the decoupled absolute position bias (§4.5). */
+/**
+ * What `layer` needs of the sequence it runs on: the joint sequence (§4.4) or one stream of the
+ * decomposed encoder (mue-spec §1). `T` is that sequence's length.
+ */
+export interface LayerContext {
+  /** `[H, T, T]`, the decoupled absolute position bias (§4.5) of the sequence's position vectors. */
   absolutePositionBias: Tensor;
-  /** i32 `[N, N]` rows of each layer's stacked relative table (cached per shape, not owned). */
+  /**
+   * i32 `[T, T]` rows of each layer's stacked relative table (§4.6; cached per shape, not owned),
+   * or null for no relative bias (the decomposed encoder's image stream by default).
+   */
+  relativeIndex: Tensor | null;
+  /** i32 `[1, T]`: 1 at padded text tokens (§4.4); null where nothing can be padded (image stream). */
+  keyPaddingMask: Tensor | null;
+}
+
+/** What every layer of one request shares in the joint encoder (§4.4–4.6). */
+export interface EncoderContext extends LayerContext {
+  /** i32 `[N, N]`: text×text pairs → text rows, image×image → image rows, cross-modal → zero row. */
   relativeIndex: Tensor;
   /** i32 `[1, N]`: 1 at padded text tokens (§4.4). */
   keyPaddingMask: Tensor;
@@ -118,9 +138,49 @@ export interface EncoderContext {
   textLength: number;
 }
 
+export type StreamName = 'image' | 'text';
+
+/** What every layer of one stream of the decomposed encoder shares (mue-spec §1). */
+export interface StreamContext extends LayerContext {
+  stream: StreamName;
+  /** Tokens in the stream: `rows·cols` patches, or the text length L. */
+  length: number;
+}
+
+/** One stream of the decomposed encoder: its embedding output (state 0) and its context. */
+export interface StreamState {
+  /** `[1, Ni, d]` (image) or `[1, L, d]` (text, padded tokens zeroed). */
+  hidden: Tensor;
+  context: StreamContext;
+}
+
+/** `embedStreams`'s result: both streams, and what the decoder will need of the whole input. */
+export interface EncoderStreams {
+  image: StreamState;
+  text: StreamState;
+  /** `[1, N, d]`: the position vectors P, image then text, exactly as in the joint encoder (§4.4). */
+  positionEmbedding: Tensor;
+  /** i32 `[1, N]`: the joint padding mask (image part 0), as in the joint encoder. */
+  keyPaddingMask: Tensor;
+  imageGrid: { rows: number; cols: number };
+  textLength: number;
+}
+
 export interface EncoderOutput {
-  /** `[1, N, d]`: 0 = the embedding output, l = after layer l (before the final LayerNorm). */
+  encoderMode: EncoderMode;
+  /**
+   * `[1, N, d]` before the final LayerNorm: 0 = the embedding output, l = after layer l.
+   * Decomposed encoder: entry i is the concatenation (image first) of the image stream's state
+   * i and the text stream's state i; a stream that stopped earlier (MuE exit) contributes its
+   * last state to every later entry, so there are `max(image, text layers run) + 1` entries.
+   */
   hiddenStates: Tensor[];
+  /**
+   * Decomposed encoder only: each stream's own states, `[1, Ni, d]` and `[1, L, d]`; state 0 is
+   * the stream's embedding output, the last its output (mue-spec §2). The exit layer of a stream
+   * is `states.length − 1`.
+   */
+  streamStates?: { image: Tensor[]; text: Tensor[] };
   /** `[1, N, d]` after the final LayerNorm (§4.9): what the decoder attends to. */
   lastHiddenState: Tensor;
   positionEmbedding: Tensor;
@@ -128,6 +188,25 @@ export interface EncoderOutput {
   imageGrid: { rows: number; cols: number };
   textLength: number;
   dispose(): void;
+}
+
+/** §4.2–4.3 the two modalities embedded separately (all `[1, T, d]`). */
+interface ModalityEmbeddings {
+  imageX: Tensor;
+  textX: Tensor;
+  imagePositions: Tensor;
+  textPositions: Tensor;
+}
+
+/** The shape of one request, checked, and the index tables it needs. */
+interface EncoderInput {
+  rows: number;
+  cols: number;
+  textLength: number;
+  /** i32 per text token: 1 where the id is the pad id. */
+  textPadding: Int32Array;
+  imagePositionIds: Tensor;
+  textPositionIds: Tensor;
 }
 
 export class OfaEncoder {
@@ -148,14 +227,17 @@ export class OfaEncoder {
     return this.weights.layers.length;
   }
 
+  get mode(): EncoderMode {
+    return this.config.encoderMode;
+  }
+
   /**
-   * §4.1–4.5: pixels `[1, 3, S, S]` and text ids (BOS … EOS) → the joint embedding `[1, N, d]`
-   * (image patches first) and the context every layer shares.
+   * Checks the input and fetches its content-independent index tables (these also refuse a patch
+   * grid beyond the image buckets before the backbone runs). Call outside `tidy`, so that the
+   * position cache keeps the tables.
    */
-  embed(pixels: Tensor, inputIds: ArrayLike<number>): { hidden: Tensor; context: EncoderContext } {
-    const { backend, config, weights } = this;
-    const eps = config.layerNormEps;
-    const d = config.dModel;
+  #input(pixels: Tensor, inputIds: ArrayLike<number>): EncoderInput {
+    const { config } = this;
     const [batch, channels] = pixels.shape;
     if (pixels.rank !== 4 || batch !== 1 || channels !== 3) {
       throw new Error(`encoder: pixels must be [1, 3, S, S], got ${shapeToString(pixels.shape)}`);
@@ -163,68 +245,105 @@ export class OfaEncoder {
     if (inputIds.length === 0) throw new Error('encoder input: needs at least one token');
     checkTokenIds(config, inputIds, 'encoder input');
     checkTextLength(config, inputIds.length, 'encoder text');
-
     const rows = resnetOutputSize(pixels.shape[2]!);
     const cols = resnetOutputSize(pixels.shape[3]!);
     const textLength = inputIds.length;
-    const patches = rows * cols;
-    const n = patches + textLength;
-    // Content-independent index tables (these also refuse a patch grid beyond the image
-    // buckets before the backbone runs), fetched outside `tidy` so that the cache keeps them.
-    const imagePositionIds = this.positions.imagePositions(rows, cols);
-    const textPositionIds = this.positions.positionRange(0, textLength);
-    const relativeIndex = this.positions.encoderRelativeIndex(rows, cols, textLength);
-    const features = resnetFeatures(backend, weights.resnet, pixels);
+    const textPadding = Int32Array.from(inputIds, (id) => (id === config.padTokenId ? 1 : 0));
+    return {
+      rows,
+      cols,
+      textLength,
+      textPadding,
+      imagePositionIds: this.positions.imagePositions(rows, cols),
+      textPositionIds: this.positions.positionRange(0, textLength),
+    };
+  }
 
-    const padded = new Int32Array(n);
-    for (let t = 0; t < textLength; t++) padded[patches + t] = inputIds[t] === config.padTokenId ? 1 : 0;
+  /**
+   * §4.1–4.4 per modality (call inside `tidy`): image tokens, text tokens (padded ones zeroed)
+   * and the LayerNorm'ed position vectors of each.
+   */
+  #embedModalities(features: Tensor, inputIds: ArrayLike<number>, input: EncoderInput): ModalityEmbeddings {
+    const { backend, config, weights } = this;
+    const eps = config.layerNormEps;
+    const d = config.dModel;
+    const { textLength, textPadding } = input;
+    const patches = input.rows * input.cols;
     const typeRow = (row: number): Tensor => backend.slice(weights.typeEmbedding, 0, row, row + 1).reshape([d]);
+    // §4.2 image tokens: patch_layernorm_embedding(image_proj(feature) + type[1]), patches row-major.
+    const flat = backend.transpose(features.reshape([1, RESNET_OUT_CHANNELS, patches]), [0, 2, 1]);
+    const imageX = layerNorm(
+      backend,
+      backend.add(linear(backend, flat, weights.imageProj), typeRow(1)),
+      weights.patchLayernormEmbedding,
+      eps,
+    );
+    // §4.3 text tokens: layernorm_embedding(embed_tokens[id] + type[0]).
+    const ids = backend.upload(Int32Array.from(inputIds), [1, textLength], 'i32');
+    let textX = layerNorm(
+      backend,
+      backend.add(backend.gather(weights.embedTokens, ids), typeRow(0)),
+      weights.layernormEmbedding,
+      eps,
+    );
+    // §4.4 padded tokens are zeroed (only text tokens can be padded).
+    if (textPadding.includes(1)) {
+      const keep = Float32Array.from({ length: textLength * d }, (_, i) => 1 - textPadding[Math.floor(i / d)]!);
+      textX = backend.mul(textX, backend.upload(keep, [textLength, d], 'f32'));
+    }
+    // §4.2–4.3 position vectors: image_pos_ln(embed_image_positions[r·42 + c + 1]), pos_ln(embed_positions[t]).
+    const imagePositions = layerNorm(
+      backend,
+      backend.gather(weights.embedImagePositions, input.imagePositionIds.reshape([1, patches])),
+      weights.imagePosLn,
+      eps,
+    );
+    const textPositions = layerNorm(
+      backend,
+      backend.gather(weights.embedPositions, input.textPositionIds.reshape([1, textLength])),
+      weights.posLn,
+      eps,
+    );
+    return { imageX, textX, imagePositions, textPositions };
+  }
 
+  /** §4.5 `Aabs = (s·PQ)·PKᵀ` per head for position vectors `[1, T, d]` → `[H, T, T]`. */
+  #absoluteBias(positions: Tensor): Tensor {
+    const { backend, weights } = this;
+    const [, length, d] = positions.shape as [number, number, number];
+    const flat = positions.reshape([length, d]);
+    return positionBias(
+      backend,
+      positionQueries(backend, flat, weights.posQLinear, this.heads, this.scale),
+      positionKeys(backend, flat, weights.posKLinear, this.heads),
+    );
+  }
+
+  /** The joint padding mask `[1, N]` (image part 0). */
+  #jointPaddingMask(input: EncoderInput): Tensor {
+    const patches = input.rows * input.cols;
+    const padded = new Int32Array(patches + input.textLength);
+    padded.set(input.textPadding, patches);
+    return this.backend.upload(padded, [1, padded.length], 'i32');
+  }
+
+  /**
+   * §4.1–4.5: pixels `[1, 3, S, S]` and text ids (BOS … EOS) → the joint embedding `[1, N, d]`
+   * (image patches first) and the context every layer shares.
+   */
+  embed(pixels: Tensor, inputIds: ArrayLike<number>): { hidden: Tensor; context: EncoderContext } {
+    const { backend } = this;
+    const input = this.#input(pixels, inputIds);
+    const { rows, cols, textLength } = input;
+    const relativeIndex = this.positions.encoderRelativeIndex(rows, cols, textLength);
+    const features = resnetFeatures(backend, this.weights.resnet, pixels);
     const embedded = backend.tidy(() => {
-      // §4.2 image tokens: patch_layernorm_embedding(image_proj(feature) + type[1]), patches row-major.
-      const flat = backend.transpose(features.reshape([1, RESNET_OUT_CHANNELS, patches]), [0, 2, 1]);
-      const imageX = layerNorm(
-        backend,
-        backend.add(linear(backend, flat, weights.imageProj), typeRow(1)),
-        weights.patchLayernormEmbedding,
-        eps,
-      );
-      // §4.3 text tokens: layernorm_embedding(embed_tokens[id] + type[0]).
-      const ids = backend.upload(Int32Array.from(inputIds), [1, textLength], 'i32');
-      const textX = layerNorm(
-        backend,
-        backend.add(backend.gather(weights.embedTokens, ids), typeRow(0)),
-        weights.layernormEmbedding,
-        eps,
-      );
-      // §4.4 the joint sequence, image first; padded tokens are zeroed.
-      let hidden = backend.concat([imageX, textX], 1);
-      if (padded.includes(1)) {
-        const keep = Float32Array.from({ length: n * d }, (_, i) => 1 - padded[Math.floor(i / d)]!);
-        hidden = backend.mul(hidden, backend.upload(keep, [n, d], 'f32'));
-      }
-      // §4.2–4.4 P = [image_pos_ln(embed_image_positions[r·42 + c + 1]); pos_ln(embed_positions[t])].
-      const imagePositions = layerNorm(
-        backend,
-        backend.gather(weights.embedImagePositions, imagePositionIds.reshape([1, patches])),
-        weights.imagePosLn,
-        eps,
-      );
-      const textPositions = layerNorm(
-        backend,
-        backend.gather(weights.embedPositions, textPositionIds.reshape([1, textLength])),
-        weights.posLn,
-        eps,
-      );
-      const positionEmbedding = backend.concat([imagePositions, textPositions], 1);
-      // §4.5 Aabs = (s·PQ)·PKᵀ per head.
-      const positions = positionEmbedding.reshape([n, d]);
-      const absolutePositionBias = positionBias(
-        backend,
-        positionQueries(backend, positions, weights.posQLinear, this.heads, this.scale),
-        positionKeys(backend, positions, weights.posKLinear, this.heads),
-      );
-      const keyPaddingMask = backend.upload(padded, [1, n], 'i32');
+      const m = this.#embedModalities(features, inputIds, input);
+      // §4.4 the joint sequence and P = [image positions; text positions], image first.
+      const hidden = backend.concat([m.imageX, m.textX], 1);
+      const positionEmbedding = backend.concat([m.imagePositions, m.textPositions], 1);
+      const absolutePositionBias = this.#absoluteBias(positionEmbedding);
+      const keyPaddingMask = this.#jointPaddingMask(input);
       return { hidden, absolutePositionBias, positionEmbedding, keyPaddingMask };
     });
     features.dispose();
@@ -232,15 +351,86 @@ export class OfaEncoder {
     return { hidden, context: { ...shared, relativeIndex, imageGrid: { rows, cols }, textLength } };
   }
 
-  /** Layer `l` (§4.8) on the joint sequence `[1, N, d]`, with bias `Aabs + R_txt_l + R_img_l` (§4.6). */
-  layer(l: number, x: Tensor, context: EncoderContext): Tensor {
+  /**
+   * The decomposed encoder's embeddings (mue-spec §1): the same token embeddings and position
+   * vectors as `embed`, as two streams. Each stream's absolute bias comes from its own position
+   * vectors only (the image×image and text×text blocks of the joint `Aabs`); the text stream
+   * has the 1-D relative bias with text-local positions (OFA's text×text block), the image
+   * stream no relative bias unless `config.imageRelativeBiasInDecomposed`. Padding: text where
+   * id == pad, image none.
+   *
+   * Run each stream through `layer(l, stream.hidden, stream.context)`, then `finishStreams`.
+   * The caller owns the result until `finishStreams` takes it over (or `disposeStreams`).
+   */
+  embedStreams(pixels: Tensor, inputIds: ArrayLike<number>): EncoderStreams {
+    const { backend, config } = this;
+    const input = this.#input(pixels, inputIds);
+    const { rows, cols, textLength } = input;
+    const textRelativeIndex = this.positions.textRelativeIndex(textLength);
+    const imageRelativeIndex = config.imageRelativeBiasInDecomposed
+      ? this.positions.imageRelativeIndex(rows, cols)
+      : null;
+    const features = resnetFeatures(backend, this.weights.resnet, pixels);
+    const embedded = backend.tidy(() => {
+      const m = this.#embedModalities(features, inputIds, input);
+      return {
+        imageX: m.imageX,
+        textX: m.textX,
+        imageBias: this.#absoluteBias(m.imagePositions),
+        textBias: this.#absoluteBias(m.textPositions),
+        textMask: backend.upload(input.textPadding, [1, textLength], 'i32'),
+        positionEmbedding: backend.concat([m.imagePositions, m.textPositions], 1),
+        keyPaddingMask: this.#jointPaddingMask(input),
+      };
+    });
+    features.dispose();
+    return {
+      image: {
+        hidden: embedded.imageX,
+        context: {
+          stream: 'image',
+          length: rows * cols,
+          absolutePositionBias: embedded.imageBias,
+          relativeIndex: imageRelativeIndex,
+          keyPaddingMask: null,
+        },
+      },
+      text: {
+        hidden: embedded.textX,
+        context: {
+          stream: 'text',
+          length: textLength,
+          absolutePositionBias: embedded.textBias,
+          relativeIndex: textRelativeIndex,
+          keyPaddingMask: embedded.textMask,
+        },
+      },
+      positionEmbedding: embedded.positionEmbedding,
+      keyPaddingMask: embedded.keyPaddingMask,
+      imageGrid: { rows, cols },
+      textLength,
+    };
+  }
+
+  /**
+   * Layer `l` (§4.8) on a sequence `[1, T, d]` with bias `Aabs + R_l` (§4.6): the joint sequence
+   * with the joint context, or one stream of the decomposed encoder with its stream context.
+   */
+  layer(l: number, x: Tensor, context: LayerContext): Tensor {
     const { backend } = this;
     const eps = this.config.layerNormEps;
     const w = this.weights.layers[l];
     if (!w) throw new Error(`encoder: layer ${l} does not exist (the encoder has ${this.layerCount})`);
+    const length = context.absolutePositionBias.shape[1];
+    if (x.rank !== 3 || x.shape[1] !== length) {
+      throw new Error(`encoder layer ${l}: input ${shapeToString(x.shape)} does not fit a context of ${length} tokens`);
+    }
     return backend.tidy(() => {
-      const relative = relativeBias(backend, w.relativeBiasTable, context.relativeIndex);
-      const bias = backend.add(context.absolutePositionBias, relative);
+      const { absolutePositionBias, relativeIndex } = context;
+      const bias =
+        relativeIndex === null
+          ? absolutePositionBias
+          : backend.add(absolutePositionBias, relativeBias(backend, w.relativeBiasTable, relativeIndex));
       const h = layerNorm(backend, x, w.selfAttnLayerNorm, eps);
       const attended = attentionOutput(
         backend,
@@ -248,7 +438,12 @@ export class OfaEncoder {
         linear(backend, h, w.selfAttn.q),
         linear(backend, h, w.selfAttn.k),
         linear(backend, h, w.selfAttn.v),
-        { heads: this.heads, scale: this.scale, bias, keyPaddingMask: context.keyPaddingMask },
+        {
+          heads: this.heads,
+          scale: this.scale,
+          bias,
+          ...(context.keyPaddingMask === null ? {} : { keyPaddingMask: context.keyPaddingMask }),
+        },
       );
       const afterAttention = backend.add(x, layerNorm(backend, attended, w.selfAttnMidLayerNorm, eps));
       return feedForwardSublayer(backend, afterAttention, w.finalLayerNorm, w.ffn, eps);
@@ -260,8 +455,50 @@ export class OfaEncoder {
     return layerNorm(this.backend, x, this.weights.layerNorm, this.config.layerNormEps);
   }
 
-  /** The full forward pass: embed, every layer, final LayerNorm. */
+  /**
+   * The decomposed encoder's end (mue-spec §1): each stream's output — the last of its states —
+   * concatenated image first, then the final LayerNorm. `imageStates` and `textStates` are the
+   * streams' states from state 0 (`streams.image.hidden`, `streams.text.hidden`) to the output;
+   * with MuE exits the two lists may differ in length.
+   *
+   * Takes ownership: the states become the output's (`streamStates`, freed by its `dispose`),
+   * the streams' biases and text mask are freed, P and the joint padding mask move to the output.
+   */
+  finishStreams(streams: EncoderStreams, imageStates: readonly Tensor[], textStates: readonly Tensor[]): EncoderOutput {
+    const { backend } = this;
+    if (imageStates.length === 0 || textStates.length === 0) {
+      throw new Error('encoder: finishStreams needs at least state 0 of each stream');
+    }
+    const image = [...imageStates];
+    const text = [...textStates];
+    const entries = Math.max(image.length, text.length);
+    const hiddenStates = Array.from({ length: entries }, (_, i) =>
+      backend.concat([image[Math.min(i, image.length - 1)]!, text[Math.min(i, text.length - 1)]!], 1),
+    );
+    const lastHiddenState = this.finish(hiddenStates[entries - 1]!);
+    disposeStreamContexts(streams);
+    const { positionEmbedding, keyPaddingMask, imageGrid, textLength } = streams;
+    const owned = new Set([...hiddenStates, ...image, ...text, lastHiddenState, positionEmbedding, keyPaddingMask]);
+    return {
+      encoderMode: 'decomposed',
+      hiddenStates,
+      streamStates: { image, text },
+      lastHiddenState,
+      positionEmbedding,
+      keyPaddingMask,
+      imageGrid,
+      textLength,
+      dispose: () => owned.forEach((t) => t.dispose()),
+    };
+  }
+
+  /** The full forward pass in the config's encoder mode: embed, every layer, final LayerNorm. */
   encode(pixels: Tensor, inputIds: ArrayLike<number>): EncoderOutput {
+    return this.mode === 'decomposed' ? this.encodeDecomposed(pixels, inputIds) : this.encodeJoint(pixels, inputIds);
+  }
+
+  /** OFA's joint encoder (§4), whatever the config's mode. */
+  encodeJoint(pixels: Tensor, inputIds: ArrayLike<number>): EncoderOutput {
     const { hidden, context } = this.embed(pixels, inputIds);
     const hiddenStates = [hidden];
     for (let l = 0; l < this.layerCount; l++) hiddenStates.push(this.layer(l, hiddenStates[l]!, context));
@@ -269,6 +506,7 @@ export class OfaEncoder {
     context.absolutePositionBias.dispose();
     const { positionEmbedding, keyPaddingMask, imageGrid, textLength } = context;
     return {
+      encoderMode: 'joint',
       hiddenStates,
       lastHiddenState,
       positionEmbedding,
@@ -277,5 +515,32 @@ export class OfaEncoder {
       textLength,
       dispose: () => [...hiddenStates, lastHiddenState, positionEmbedding, keyPaddingMask].forEach((t) => t.dispose()),
     };
+  }
+
+  /** MuE's decomposed encoder (mue-spec §1) without exits: both streams through every layer. */
+  encodeDecomposed(pixels: Tensor, inputIds: ArrayLike<number>): EncoderOutput {
+    const streams = this.embedStreams(pixels, inputIds);
+    const run = ({ hidden, context }: StreamState): Tensor[] => {
+      const states = [hidden];
+      for (let l = 0; l < this.layerCount; l++) states.push(this.layer(l, states[l]!, context));
+      return states;
+    };
+    return this.finishStreams(streams, run(streams.image), run(streams.text));
+  }
+}
+
+/** Frees what the stream contexts own (the absolute biases, the text padding mask). */
+function disposeStreamContexts(streams: EncoderStreams): void {
+  for (const { context } of [streams.image, streams.text]) {
+    context.absolutePositionBias.dispose();
+    context.keyPaddingMask?.dispose();
+  }
+}
+
+/** Frees streams that will not reach `finishStreams` (their states included). */
+export function disposeStreams(streams: EncoderStreams): void {
+  disposeStreamContexts(streams);
+  for (const t of [streams.image.hidden, streams.text.hidden, streams.positionEmbedding, streams.keyPaddingMask]) {
+    t.dispose();
   }
 }

@@ -5,7 +5,7 @@
 import type { Backend } from '../../backend/backend.js';
 import { SafetensorsFile } from '../../io/safetensors.js';
 import type { Tensor } from '../../tensor.js';
-import { type OfaConfig, configFromJson } from './config.js';
+import { type EncoderMode, type OfaConfig, configFromJson, validateConfig } from './config.js';
 import { type DecoderOutput, DecodingSession, OfaDecoder } from './decoder.js';
 import { type EncoderOutput, OfaEncoder } from './encoder.js';
 import { PositionTables } from './positions.js';
@@ -24,6 +24,13 @@ export interface OfaModelFiles {
 export interface OfaModelLoadOptions {
   /** Overrides the config found with the files. */
   config?: OfaConfig;
+  /**
+   * Overrides the config's encoder layout (mue-spec §1), e.g. `decomposed` for a MuE checkpoint
+   * whose config.json lacks `mue_decomposed_encoder: true`.
+   */
+  encoderMode?: EncoderMode;
+  /** Overrides whether the decomposed encoder's image stream gets the 2-D relative bias. */
+  imageRelativeBiasInDecomposed?: boolean;
   /** Extra tied-weight aliases (missing name → stored name); they win over the files' own. */
   aliases?: Readonly<Record<string, string>>;
   onProgress?: (progress: LoadProgress) => void;
@@ -141,7 +148,12 @@ export class OfaModel {
     const manifest = files.manifest === undefined ? undefined : await readJson(files.manifest);
     const file = await SafetensorsFile.open(files.weights);
     try {
-      const config = options.config ?? resolveConfig(configJson, manifest, file, files);
+      const config: OfaConfig = { ...(options.config ?? resolveConfig(configJson, manifest, file, files)) };
+      if (options.encoderMode !== undefined) config.encoderMode = options.encoderMode;
+      if (options.imageRelativeBiasInDecomposed !== undefined) {
+        config.imageRelativeBiasInDecomposed = options.imageRelativeBiasInDecomposed;
+      }
+      validateConfig(config, 'OfaModel.load config');
       const aliases = { ...manifestAliases(manifest, files.manifest), ...options.aliases };
       const weights = await loadOfaWeights(backend, file, config, { aliases, onProgress: options.onProgress });
       return new OfaModel(backend, config, weights);
@@ -155,7 +167,10 @@ export class OfaModel {
     return this.weights.unexpectedNames;
   }
 
-  /** Encodes pixels `[1, 3, S, S]` (normalized, §3) and text ids (`[BOS, …, EOS]`, §2). */
+  /**
+   * Encodes pixels `[1, 3, S, S]` (normalized, §3) and text ids (`[BOS, …, EOS]`, §2) with the
+   * config's encoder (joint, or MuE's decomposed one); the decoder takes either output.
+   */
   encode(pixels: Tensor, inputIds: ArrayLike<number>): EncoderOutput {
     return this.encoder.encode(pixels, inputIds);
   }

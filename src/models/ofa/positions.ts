@@ -107,26 +107,56 @@ export function encoderRelativeTableLayout(config: OfaConfig): EncoderRelativeTa
 
 /**
  * The `[N, N]` row indices into the stacked encoder table for the joint sequence
- * `[rows·cols image patches, textLength text tokens]` (image first, §4.4).
+ * `[rows·cols image patches, textLength text tokens]` (image first, §4.4): the image×image block
+ * is `imageRelativeIndex`, the text×text block `textRelativeIndex`, the cross-modal blocks the
+ * zero row.
  */
 export function encoderRelativeIndex(config: OfaConfig, rows: number, cols: number, textLength: number): Int32Array {
-  checkGrid(rows, cols, config.imageBucketSize);
-  checkTextLength(config, textLength, 'text');
   const layout = encoderRelativeTableLayout(config);
-  const tokenBuckets = tokenBucketTable(config.tokenBucketSize, config.maxPositions);
+  const image = imageRelativeIndex(config, rows, cols);
+  const text = textRelativeIndex(config, textLength);
   const patches = rows * cols;
   const n = patches + textLength;
   const index = new Int32Array(n * n).fill(layout.zeroRow);
+  for (let i = 0; i < patches; i++) index.set(image.subarray(i * patches, (i + 1) * patches), i * n);
+  for (let i = 0; i < textLength; i++) {
+    index.set(text.subarray(i * textLength, (i + 1) * textLength), (patches + i) * n + patches);
+  }
+  return index;
+}
+
+/**
+ * The `[Ni, Ni]` rows of the stacked encoder table for a row-major `rows×cols` patch grid on its
+ * own: the image×image block of `encoderRelativeIndex` (the decomposed encoder's image stream
+ * with its relative bias switched on, mue-spec §1).
+ */
+export function imageRelativeIndex(config: OfaConfig, rows: number, cols: number): Int32Array {
+  checkGrid(rows, cols, config.imageBucketSize);
+  const { imageOffset } = encoderRelativeTableLayout(config);
+  const patches = rows * cols;
+  const index = new Int32Array(patches * patches);
   for (let i = 0; i < patches; i++) {
     const [ri, ci] = [Math.floor(i / cols), i % cols];
     for (let j = 0; j < patches; j++) {
       const [rj, cj] = [Math.floor(j / cols), j % cols];
-      index[i * n + j] = layout.imageOffset + imageBucketIndex(ri - rj, ci - cj, config.imageBucketSize);
+      index[i * patches + j] = imageOffset + imageBucketIndex(ri - rj, ci - cj, config.imageBucketSize);
     }
   }
+  return index;
+}
+
+/**
+ * The `[L, L]` rows of the stacked encoder table for `textLength` text tokens on their own, with
+ * text-local positions: the text×text block of `encoderRelativeIndex` (the decomposed encoder's
+ * text stream, mue-spec §1).
+ */
+export function textRelativeIndex(config: OfaConfig, textLength: number): Int32Array {
+  checkTextLength(config, textLength, 'text');
+  const tokenBuckets = tokenBucketTable(config.tokenBucketSize, config.maxPositions);
+  const index = new Int32Array(textLength * textLength);
   for (let i = 0; i < textLength; i++) {
     for (let j = 0; j < textLength; j++) {
-      index[(patches + i) * n + patches + j] = tokenBuckets[i - j + config.maxPositions - 1]!;
+      index[i * textLength + j] = tokenBuckets[i - j + config.maxPositions - 1]!;
     }
   }
   return index;
@@ -199,6 +229,21 @@ export class PositionTables {
     const n = rows * cols + textLength;
     return this.#get(`encoder:${rows}x${cols}:${textLength}`, [n, n], () =>
       encoderRelativeIndex(this.config, rows, cols, textLength),
+    );
+  }
+
+  /** Relative-bias rows of the image stream alone (decomposed encoder), i32 `[Ni, Ni]`. */
+  imageRelativeIndex(rows: number, cols: number): Tensor {
+    const patches = rows * cols;
+    return this.#get(`encoder-image:${rows}x${cols}`, [patches, patches], () =>
+      imageRelativeIndex(this.config, rows, cols),
+    );
+  }
+
+  /** Relative-bias rows of the text stream alone (decomposed encoder), i32 `[L, L]`. */
+  textRelativeIndex(textLength: number): Tensor {
+    return this.#get(`encoder-text:${textLength}`, [textLength, textLength], () =>
+      textRelativeIndex(this.config, textLength),
     );
   }
 

@@ -1,0 +1,104 @@
+/**
+ * MuE's exit rule (mue-spec.md §2–3), for one stream of states passing through a stack of layers:
+ *
+ *     h_i = layer_i(h_{i−1})
+ *     sim = cos(flatten(h_i), flatten(h_{i−1}))
+ *     if sim > threshold: stop; the stream's output is h_i
+ *
+ * A stream is the image tokens or the text tokens of the (decomposed) encoder, or the current
+ * token of every beam in one decoding step. `ExitTracker` applies the rule layer after layer:
+ *
+ * - **where the decision is taken**: on the device (`'device'`: the similarity, the comparison and
+ *   the skipping of later layers all stay in the one recorded submission; no read-back per layer)
+ *   or on the host (`'host'`: the similarity is read back after every layer and JavaScript decides;
+ *   the readable reference the device mode is tested against);
+ * - **whose states a decision covers**: each sample (beam) alone (`'per-sample'`, ours), or the
+ *   whole batch flattened into one vector (`'batch'`, what the authors' code does; they run batch 1).
+ *
+ * Samples that have stopped keep their exit state: later layers still run for the others (unless
+ * every sample has stopped, when they are skipped), and `where` puts the kept states back.
+ */
+import type { Backend } from '../backend/backend.js';
+import type { Tensor } from '../tensor.js';
+
+export type DecisionSite = 'device' | 'host';
+export type DecisionScope = 'per-sample' | 'batch';
+
+export interface ExitOptions {
+  /** Exit above this cosine similarity; any value > 1 never exits (cos ≤ 1). */
+  threshold: number;
+  site: DecisionSite;
+  scope: DecisionScope;
+}
+
+/** What one layer decided, kept on the device until the caller reads the report. */
+export interface LayerDecision {
+  /** The layer's index (0-based). */
+  layer: number;
+  /** f32 `[B]` (or `[1]` for batch scope): cos(h_i, h_{i−1}) of each sample; unspecified for samples that had stopped before. */
+  similarity: Tensor;
+  /** i32 `[B]` (or `[1]`): 1 for samples that have stopped after this layer or earlier. */
+  done: Tensor;
+  /** Host mode only: every sample had stopped, so the layer was not run at all. */
+  skippedOnHost: boolean;
+}
+
+export class ExitTracker {
+  readonly decisions: LayerDecision[] = [];
+  #done: Tensor | undefined;
+  #allDoneOnHost = false;
+
+  constructor(
+    private readonly backend: Backend,
+    readonly options: ExitOptions,
+  ) {}
+
+  /** i32 flags of the samples that have stopped, or undefined before the first layer. */
+  get done(): Tensor | undefined {
+    return this.#done;
+  }
+
+  /**
+   * Runs layer `layer` (through `run`) on `previous` for the samples still going, applies the exit
+   * rule, and returns the state every sample carries forward (its exit state once stopped).
+   */
+  async step(layer: number, previous: Tensor, run: (x: Tensor) => Tensor): Promise<Tensor> {
+    const { backend } = this;
+    if (this.#allDoneOnHost) {
+      this.decisions.push({ layer, similarity: this.#done!, done: this.#done!, skippedOnHost: true });
+      return previous;
+    }
+    const doneBefore = this.#done;
+    const computed = doneBefore && this.options.site === 'device' ? backend.unlessAll(doneBefore, () => run(previous)) : run(previous);
+    const state = doneBefore ? backend.where(doneBefore, previous, computed) : computed;
+    if (state !== computed) computed.dispose();
+    const similarity = this.#similarity(state, previous);
+    const done = backend.exceeds(similarity, this.options.threshold, doneBefore);
+    this.decisions.push({ layer, similarity, done, skippedOnHost: false });
+    this.#done = done;
+    if (this.options.site === 'host') {
+      const flags = await done.read();
+      this.#allDoneOnHost = flags.every((f) => f !== 0);
+    }
+    return state;
+  }
+
+  /** cos(flatten(h_i), flatten(h_{i−1})) per sample, or over the whole batch at once. */
+  #similarity(current: Tensor, previous: Tensor): Tensor {
+    if (this.options.scope === 'per-sample') return this.backend.cosineSimilarity(current, previous);
+    return this.backend.cosineSimilarity(current.reshape([1, -1]), previous.reshape([1, -1]));
+  }
+
+  /** Frees the decision tensors (after the report has read them). */
+  dispose(): void {
+    const seen = new Set<Tensor>();
+    for (const d of this.decisions) {
+      for (const t of [d.similarity, d.done]) {
+        if (!seen.has(t)) t.dispose();
+        seen.add(t);
+      }
+    }
+    this.decisions.length = 0;
+    this.#done = undefined;
+  }
+}
