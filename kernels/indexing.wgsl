@@ -4,7 +4,8 @@
 
 struct Params {
   size: u32,       // elements written by this dispatch
-  // gather: p0 = columns, p1 = table rows
+  // gather: p0 = columns, p1 = table rows, p2 = first table row bound (source[0] is its first
+  //         element), p3 = table rows bound (a table beyond the binding limit is bound in chunks)
   // copyBlock: p0 = block length × inner, p1 = source axis × inner, p2 = destination axis × inner,
   //            p3 = source start × inner, p4 = destination start × inner
   // transpose: p0..p3 = output dims (rank padded to 4 in front), p4..p7 = source strides per output dim
@@ -23,6 +24,8 @@ fn invocation(wid: vec3<u32>, groups: vec3<u32>, lid: u32) -> u32 {
 
 // gather has a third binding for the ids; rows outside the table read as zeros (ids are
 // validated on the host where they come from: the tokenizer, the model or the beam search).
+// One dispatch per bound chunk of rows: each writes the output rows whose id lies in its chunk;
+// the zeros of ids outside the table are written by the dispatch of the chunk at row 0.
 @group(0) @binding(3) var<storage, read> ids: array<i32>;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
@@ -35,10 +38,15 @@ fn gather(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups
   let columns = params.p0;
   let row = ids[i / columns];
   if (row < 0 || u32(row) >= params.p1) {
-    destination[i] = OutElement(0);
+    if (params.p2 == 0u) {
+      destination[i] = OutElement(0);
+    }
     return;
   }
-  destination[i] = OutElement(source[u32(row) * columns + i % columns]);
+  if (u32(row) < params.p2 || u32(row) - params.p2 >= params.p3) {
+    return;
+  }
+  destination[i] = OutElement(source[(u32(row) - params.p2) * columns + i % columns]);
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)

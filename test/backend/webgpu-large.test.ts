@@ -1,0 +1,169 @@
+/**
+ * Operands beyond the storage binding limit (OFA's token table: [59457, 768] f32 is 183 MB, the
+ * usual limit 128 MiB): matmul with b stored [N, K] split along N, and gather from a table read in
+ * row chunks, against the CPU backend. Backends with a lowered `maxBindingBytes` force 3+ chunks on
+ * small operands (on both GEMM kernels); one real-size projection runs at the device's own limit.
+ * The context refuses any whole binding above the (lowered) limit, so a passing test also shows
+ * that only ranges of the big operands were bound.
+ */
+import { describe, expect, it } from 'vitest';
+import type { Activation, Backend, MatmulOptions } from '../../src/backend/backend.js';
+import { CpuBackend } from '../../src/backend/cpu/cpu-backend.js';
+import { WebGpuBackend } from '../../src/backend/webgpu/index.js';
+import { loadKernelSources } from '../../src/backend/webgpu/kernels.js';
+import { floatsToHalves } from '../../src/half.js';
+import type { HostArray, Tensor } from '../../src/tensor.js';
+import { expectClose } from '../helpers/compare.js';
+import { createRng, randomFloats } from '../helpers/random.js';
+import { webgpuBackend } from '../helpers/webgpu.js';
+
+const cpu = new CpuBackend();
+const gpu = await webgpuBackend();
+const sources = await loadKernelSources();
+/** Backends on the same device whose binding limit is `limit` bytes; both GEMM kernels. */
+function limited(limit: number): [string, WebGpuBackend][] {
+  const options = { maxBindingBytes: limit };
+  return [
+    [gpu.capabilities.software ? 'register-blocked GEMM' : 'the adapter’s GEMM', new WebGpuBackend(gpu, sources, options)],
+    ['workgroup-memory GEMM', new WebGpuBackend({ device: gpu.device, capabilities: { ...gpu.capabilities, software: false } }, sources, options)],
+  ];
+}
+
+const TOLERANCE = { atol: 1e-4, rtol: 1e-4 };
+
+async function evaluate(backend: Backend, op: (b: Backend) => Tensor): Promise<HostArray> {
+  const result = backend.tidy(() => op(backend));
+  try {
+    return await result.read();
+  } finally {
+    result.dispose();
+  }
+}
+
+interface MatmulCase {
+  batch?: number[];
+  m: number;
+  k: number;
+  n: number;
+  f16B?: boolean;
+  bias?: 'f32' | 'f16';
+  activation?: Activation;
+  residual?: boolean;
+}
+
+/** b [N, K] of `c`, at a limit that leaves ⌈3.5⌉ = 4+ chunks; compared with the CPU on both kernels. */
+async function expectSplitMatmulMatches(c: MatmulCase): Promise<void> {
+  const label = JSON.stringify(c);
+  const rng = createRng([...label].reduce((h, ch) => (h * 31 + ch.charCodeAt(0)) >>> 0, 11));
+  const batch = c.batch ?? [];
+  const batchSize = batch.reduce((p, d) => p * d, 1);
+  const a = randomFloats(batchSize * c.m * c.k, rng);
+  const b = randomFloats(c.n * c.k, rng);
+  const bias = c.bias && randomFloats(c.n, rng);
+  const residual = c.residual ? randomFloats(batchSize * c.m * c.n, rng) : undefined;
+  const bBytes = c.n * c.k * (c.f16B ? 2 : 4);
+  const limit = Math.floor(bBytes / 3.5);
+  const op = (be: Backend): Tensor => {
+    const options: MatmulOptions = { transposeB: true, activation: c.activation ?? 'none' };
+    if (bias) options.bias = c.bias === 'f16' ? be.upload(floatsToHalves(bias), [c.n], 'f16') : be.upload(bias, [c.n]);
+    if (residual) options.residual = be.upload(residual, [...batch, c.m, c.n]);
+    const bTensor = c.f16B ? be.upload(floatsToHalves(b), [c.n, c.k], 'f16') : be.upload(b, [c.n, c.k]);
+    return be.matmul(be.upload(a, [...batch, c.m, c.k]), bTensor, options);
+  };
+  const expected = await evaluate(cpu, op);
+  for (const [name, backend] of limited(limit)) {
+    const actual = await evaluate(backend, op);
+    expect(actual.length).toBe(batchSize * c.m * c.n);
+    expectClose(actual, expected, TOLERANCE, `matmul ${label} on the ${name} at a ${limit}-byte limit`);
+  }
+}
+
+describe('matmul with b [N, K] beyond the binding limit', () => {
+  it('f32 b, M = 1, bias, GELU and residual, odd N', () =>
+    expectSplitMatmulMatches({ m: 1, k: 96, n: 1001, bias: 'f32', activation: 'gelu', residual: true }));
+  it('f32 b, M = 5 with a batch dim, bias, ReLU and residual', () =>
+    expectSplitMatmulMatches({ batch: [2], m: 5, k: 96, n: 1001, bias: 'f32', activation: 'relu', residual: true }));
+  it('f32 b with odd K, M = 5, f16 bias', () => expectSplitMatmulMatches({ m: 5, k: 97, n: 999, bias: 'f16' }));
+  it('f16 b with odd K (128-row granule), M = 5, f16 bias, GELU and residual', () =>
+    expectSplitMatmulMatches({ m: 5, k: 97, n: 1001, f16B: true, bias: 'f16', activation: 'gelu', residual: true }));
+  it('f16 b, M = 1, no epilogue', () => expectSplitMatmulMatches({ m: 1, k: 128, n: 777, f16B: true }));
+
+  it('refuses b [K, N] beyond the limit with a clear error', async () => {
+    const [[, backend]] = limited(16 * 1024) as [[string, WebGpuBackend]];
+    const a = backend.upload(new Float32Array(64), [1, 64]);
+    const b = backend.upload(new Float32Array(64 * 1000), [64, 1000]);
+    expect(() => backend.matmul(a, b)).toThrow(/exceeds the storage binding limit of 16384 bytes .*transposeB/);
+    a.dispose();
+    b.dispose();
+    await backend.sync();
+  });
+});
+
+describe('gather from a table beyond the binding limit', () => {
+  const rows = 3000;
+  /** Every row on either side of each multiple of 64 (chunks start there), ids outside the table, repeats. */
+  const ids = Int32Array.from([
+    ...Array.from({ length: Math.ceil(rows / 64) }, (_, i) => [64 * i - 1, 64 * i]).flat(),
+    rows - 1,
+    rows,
+    rows + 7,
+    -3,
+    17,
+    17,
+    1234,
+    5,
+  ]);
+
+  for (const [dtype, cols] of [['f32', 40], ['f16', 41]] as const) {
+    it(`${dtype} table [${rows}, ${cols}], ids in every chunk and at chunk edges`, async () => {
+      const rng = createRng(cols);
+      const table = randomFloats(rows * cols, rng);
+      const limit = Math.floor((rows * cols * (dtype === 'f16' ? 2 : 4)) / 3.5);
+      const gather = (be: Backend, which: Int32Array): Tensor => {
+        const t = dtype === 'f16' ? be.upload(floatsToHalves(table), [rows, cols], 'f16') : be.upload(table, [rows, cols]);
+        return be.gather(t, be.upload(which, [2, which.length / 2]));
+      };
+      const op = (be: Backend): Tensor => gather(be, ids);
+      // The CPU refuses ids outside the table; the WebGPU kernel reads them as zero rows.
+      const outside = (id: number): boolean => id < 0 || id >= rows;
+      const expected = await evaluate(cpu, (be) => gather(be, ids.map((id) => (outside(id) ? 0 : id))));
+      ids.forEach((id, i) => {
+        if (outside(id)) expected.fill(0, i * cols, (i + 1) * cols);
+      });
+      const [[, backend]] = limited(limit) as [[string, WebGpuBackend]];
+      // The first result leaves data in the pooled output buffer the second reuses: an output
+      // element no chunk wrote would show.
+      await evaluate(backend, op);
+      expectClose(await evaluate(backend, op), expected, { atol: 0 }, `gather ${dtype} at a ${limit}-byte limit`);
+    });
+  }
+});
+
+describe('OFA-base output projection at the device limit', () => {
+  it('5×768 · [59457, 768]ᵀ f32 (183 MB) with bias and residual, checked on columns around the split', async () => {
+    const [m, k, n] = [5, 768, 59457];
+    const rng = createRng(59457);
+    const a = randomFloats(m * k, rng);
+    const b = randomFloats(n * k, rng);
+    const bias = randomFloats(n, rng);
+    const residual = randomFloats(m * n, rng);
+    expect(n * k * 4).toBeGreaterThan(Math.min(gpu.device.limits.maxStorageBufferBindingSize, 2 ** 27));
+    const actual = await evaluate(gpu, (be) =>
+      be.matmul(be.upload(a, [m, k]), be.upload(b, [n, k]), { transposeB: true, bias: be.upload(bias, [n]), residual: be.upload(residual, [m, n]) }),
+    );
+    expect(actual.length).toBe(m * n);
+    // At 128 MiB the chunks are 43648 rows (682 granules of 64 rows × 3072 bytes).
+    const columns = [0, 1, 777, 43647, 43648, 43649, 50000, n - 2, n - 1];
+    const rowsOfB = new Float32Array(columns.length * k);
+    columns.forEach((j, i) => rowsOfB.set(b.subarray(j * k, (j + 1) * k), i * k));
+    const pick = (x: ArrayLike<number>): Float32Array => Float32Array.from({ length: m * columns.length }, (_, i) => x[Math.floor(i / columns.length) * n + columns[i % columns.length]!]!);
+    const expected = await evaluate(cpu, (be) =>
+      be.matmul(be.upload(a, [m, k]), be.upload(rowsOfB, [columns.length, k]), {
+        transposeB: true,
+        bias: be.upload(Float32Array.from(columns, (j) => bias[j]!), [columns.length]),
+        residual: be.upload(pick(residual), [m, columns.length]),
+      }),
+    );
+    expectClose(pick(actual), expected, TOLERANCE, 'OFA-base projection columns');
+  });
+});
