@@ -2,7 +2,9 @@
  * End-to-end model benchmark: the golden tiny-shaped model (weights/ofa-tiny-random, its golden
  * 256×256 input and 12-token prompt) on the CPU and WebGPU backends.
  *
- *   npx tsx bench/model.ts [--runs 5] [--warmup 1] [--backends cpu,webgpu]
+ *   npx tsx bench/model.ts [--runs 5] [--warmup 1] [--backends cpu,webgpu] [--only ops|forward]
+ *                          [--forward-runs N] [--encoder-mode joint|decomposed]
+ *                          [--exit-scope per-sample|batch] [--cache-fill copy|project]
  *
  * Rows (median milliseconds of `runs` timed runs after `warmup` untimed ones):
  * - `encoder`: ResNet stages 1–3 and the transformer encoder, until the output is computed
@@ -12,6 +14,20 @@
  * - `decoder-token-beam5`: the same for 5 beams (`[5, V]`), including the cache reordering.
  * Decoder runs are beam searches (src/generate/beam-search.ts) with min length = max length = 16,
  * so that every run takes exactly 17 steps; ms per token = run time / 17.
+ * - `ofa-forward` (MuE, mue-spec.md): one whole caption-shaped forward on the golden model — the
+ *   encoder on the golden image and prompt, then beam search with 5 beams for exactly 17 steps
+ *   (min = max length 16, so every configuration decodes the same number of tokens), every
+ *   step's read-back included — under each `exits` setting:
+ *   - `none`: the plain model, no checks compiled in (`OfaModel.encode`, `OfaStepDecoder`);
+ *   - `checks`: `encodeWithExits` + `ExitingStepDecoder` with every threshold 2: the similarity
+ *     checks and gates run, nothing exits — their cost over `none` is the check overhead;
+ *   - thresholds `img=…,txt=…,dec=…`: exits on (decisions on the device, per beam, copied caches,
+ *     the authors' decoder schedule for max_len 16). `layers_fraction` is the exit report's share
+ *     of token-weighted layer compute run (the paper's expected time; 1 − it is what was saved).
+ *   The configurations run round-robin (one run of each in turn, `--forward-runs` rounds after a
+ *   warm-up round; default 3 on the CPU, 6 on WebGPU), so that drift on a shared machine hits all
+ *   of them alike; the table compares medians and, less sensitive to other load, minimums. `--exit-scope` and `--cache-fill` set the threshold rows' decision scope and
+ *   cache fill (default: per beam, copied — the pipeline's defaults).
  *
  * Memory: WebGPU reports the buffer pool's peak bytes in use (weights included); the CPU reports
  * the growth of the process's peak resident set over its size before the backend was created
@@ -28,8 +44,14 @@ import type { Backend } from '../src/backend/backend.js';
 import { CpuBackend } from '../src/backend/cpu/cpu-backend.js';
 import { beamSearch } from '../src/generate/beam-search.js';
 import { SafetensorsFile } from '../src/io/safetensors.js';
+import type { EncoderMode } from '../src/models/ofa/config.js';
+import type { EncoderOutput } from '../src/models/ofa/encoder.js';
 import { OfaModel } from '../src/models/ofa/model.js';
 import { OfaStepDecoder } from '../src/models/ofa/step-decoder.js';
+import { type CacheFill, ExitingStepDecoder } from '../src/mue/decoder-exits.js';
+import type { DecisionScope } from '../src/mue/exit.js';
+import { encodeWithExits } from '../src/mue/encoder-exits.js';
+import { type StreamReport, exitReport } from '../src/mue/report.js';
 import type { BackendName } from '../src/pipeline.js';
 import type { Tensor } from '../src/tensor.js';
 
@@ -60,6 +82,52 @@ interface ResultRow {
   device: string;
 }
 
+/** One MuE configuration of the whole forward (see the module comment). */
+interface ForwardRow {
+  op: 'ofa-forward';
+  model: string;
+  backend: BackendName;
+  /** `none`, `checks` or the thresholds, e.g. `img=0.9,txt=0.9,dec=0.9`. */
+  exits: string;
+  /** Median milliseconds of one forward (encoder + 17 beam-search steps × 5 beams). */
+  ms: number;
+  minMs: number;
+  runs: number;
+  /** Token-weighted layer compute run over the full model's (1 for `none` and `checks`). */
+  layers_fraction: number;
+  imageSize: number;
+  beams: number;
+  decoderSteps: number;
+  encoderMode: EncoderMode;
+  /** Whose states a decision covers (threshold rows; `checks` and `none` never exit). */
+  scope: DecisionScope;
+  /** How skipped decoder layers' caches are filled. */
+  cacheFill: CacheFill;
+  device: string;
+}
+
+/** The thresholds of one exits configuration; undefined: the plain model. */
+interface ExitConfig {
+  name: string;
+  thresholds?: { image: number; text: number; decoder: number };
+}
+
+/** `none`, `checks` and the threshold sets (the authors' caption and SNLI-VE settings among them). */
+const EXIT_CONFIGS: readonly ExitConfig[] = [
+  { name: 'none' },
+  { name: 'checks', thresholds: { image: 2, text: 2, decoder: 2 } },
+  ...[
+    [0.9, 0.9, 0.9],
+    [0.99, 0.7, 0.9], // the authors' caption setting
+    [0.7, 0.99, 0.7], // their SNLI-VE setting
+    [0.5, 0.5, 0.5], // below the random model's similarities after one layer: what skipping saves at most
+  ].map(([image, text, decoder]) => ({
+    name: `img=${image},txt=${text},dec=${decoder}`,
+    thresholds: { image: image!, text: text!, decoder: decoder! },
+  })),
+];
+const FORWARD_BEAMS = 5;
+
 interface SkippedRow {
   op: 'all';
   model: string;
@@ -70,6 +138,12 @@ interface SkippedRow {
 interface Settings {
   runs: number;
   warmup: number;
+  /** Timed rounds of the `ofa-forward` configurations (after one warm-up round). */
+  /** Timed rounds per backend (default: 3 on the CPU, 6 on WebGPU). */
+  forwardRuns: Partial<Record<BackendName, number>>;
+  encoderMode?: EncoderMode;
+  scope: DecisionScope;
+  cacheFill: CacheFill;
 }
 
 function median(values: readonly number[]): number {
@@ -136,6 +210,101 @@ async function openSubject(name: BackendName): Promise<Subject> {
   };
 }
 
+/**
+ * One `ofa-forward`: encoder and a 17-step beam search, with or without exits; its wall time and
+ * the exit report's layer fraction.
+ */
+async function forward(
+  model: OfaModel,
+  pixels: Tensor,
+  inputIds: readonly number[],
+  config: ExitConfig,
+  settings: Settings,
+): Promise<{ ms: number; layersFraction: number }> {
+  const start = performance.now();
+  const { thresholds } = config;
+  let encoded: EncoderOutput;
+  let encoderReports: StreamReport[] = [];
+  if (thresholds) {
+    const result = await encodeWithExits(model, pixels, inputIds, {
+      image: thresholds.image,
+      text: thresholds.text,
+      scope: settings.scope,
+    });
+    encoded = result.output;
+    encoderReports = result.reports;
+  } else {
+    encoded = model.encode(pixels, inputIds);
+  }
+  try {
+    const decoder = thresholds
+      ? new ExitingStepDecoder(model, encoded, FORWARD_BEAMS, {
+          threshold: thresholds.decoder,
+          maxLen: MAX_LEN,
+          scope: settings.scope,
+          fill: settings.cacheFill,
+        })
+      : new OfaStepDecoder(model, encoded, FORWARD_BEAMS);
+    try {
+      await beamSearch(decoder, { beamSize: FORWARD_BEAMS, maxLenB: MAX_LEN, minLen: MAX_LEN });
+      const ms = performance.now() - start;
+      if (decoder.length !== DECODER_STEPS) {
+        throw new Error(`bench: beam search ran ${decoder.length} decoder steps, expected ${DECODER_STEPS}`);
+      }
+      const layersFraction =
+        decoder instanceof ExitingStepDecoder ? exitReport(encoderReports, decoder.reports, ms).layersFraction : 1;
+      return { ms, layersFraction };
+    } finally {
+      decoder.dispose();
+    }
+  } finally {
+    encoded.dispose();
+  }
+}
+
+/** The `ofa-forward` rows: every configuration once per round, a warm-up round first. */
+async function benchForward(subject: Subject, golden: Golden, settings: Settings): Promise<ForwardRow[]> {
+  const { backend } = subject;
+  const model = await OfaModel.load(backend, MODEL_DIR, { encoderMode: settings.encoderMode });
+  const { imageSize } = golden;
+  const pixels: Tensor = backend.upload(golden.pixels, [1, 3, imageSize, imageSize], 'f32');
+  const times = EXIT_CONFIGS.map(() => [] as number[]);
+  const fractions = EXIT_CONFIGS.map(() => 1);
+  try {
+    const rounds = settings.forwardRuns[subject.name] ?? (subject.name === 'cpu' ? 3 : 6);
+    for (let round = -1; round < rounds; round++) {
+      for (const [i, config] of EXIT_CONFIGS.entries()) {
+        // Warm-up: every path once on WebGPU (pipelines compile on first use); the CPU has only
+        // the JIT to warm, and one forward with checks runs every op the others run.
+        if (round < 0 && subject.name === 'cpu' && config.name !== 'checks') continue;
+        const { ms, layersFraction } = await forward(model, pixels, golden.inputIds, config, settings);
+        if (round >= 0) times[i]!.push(ms);
+        fractions[i] = layersFraction;
+      }
+    }
+    return EXIT_CONFIGS.map((config, i) => ({
+      op: 'ofa-forward',
+      model: MODEL_NAME,
+      backend: subject.name,
+      exits: config.name,
+      ms: median(times[i]!),
+      minMs: Math.min(...times[i]!),
+      runs: times[i]!.length,
+      layers_fraction: fractions[i]!,
+      imageSize,
+      beams: FORWARD_BEAMS,
+      decoderSteps: DECODER_STEPS,
+      encoderMode: model.config.encoderMode,
+      scope: settings.scope,
+      cacheFill: settings.cacheFill,
+      device: subject.device,
+    }));
+  } finally {
+    pixels.dispose();
+    model.dispose();
+  }
+}
+
 async function benchBackend(subject: Subject, golden: Golden, settings: Settings): Promise<ResultRow[]> {
   const { backend } = subject;
   const model = await OfaModel.load(backend, MODEL_DIR);
@@ -200,6 +369,44 @@ function megabytes(bytes: number): string {
   return (bytes / 2 ** 20).toFixed(1);
 }
 
+function percent(x: number): string {
+  return `${x >= 0 ? '+' : '−'}${Math.abs(100 * x).toFixed(1)}%`;
+}
+
+/**
+ * The MuE table: per backend and configuration, the median forward time, the layer fraction
+ * run, and the time against the plain model (`none`): for `checks` the check overhead, for a
+ * threshold set the time saved (negative: faster).
+ */
+function printForwardTable(rows: readonly ForwardRow[]): void {
+  const header = ['backend', 'exits', 'median ms', 'min ms', 'runs', 'layers run', 'compute saved', 'median vs none', 'min vs none'];
+  const cells = rows.map((r) => {
+    const none = rows.find((n) => n.backend === r.backend && n.exits === 'none');
+    const compare = (ms: number, base: number | undefined): string => {
+      if (!none || r === none || base === undefined) return '';
+      return `${percent(ms / base - 1)}${r.exits === 'checks' ? ' overhead' : ''}`;
+    };
+    return [
+      r.backend,
+      r.exits,
+      r.ms.toFixed(1),
+      r.minMs.toFixed(1),
+      String(r.runs),
+      `${(100 * r.layers_fraction).toFixed(1)}%`,
+      `${(100 * (1 - r.layers_fraction)).toFixed(1)}%`,
+      compare(r.ms, none?.ms),
+      compare(r.minMs, none?.minMs),
+    ];
+  });
+  const numeric = new Set([2, 3, 4, 5, 6, 7, 8]);
+  const widths = header.map((h, c) => Math.max(h.length, ...cells.map((row) => row[c]!.length)));
+  const line = (row: readonly string[]): string =>
+    row.map((cell, c) => (numeric.has(c) ? cell.padStart(widths[c]!) : cell.padEnd(widths[c]!))).join('  ').trimEnd();
+  console.log(line(header));
+  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  for (const row of cells) console.log(line(row));
+}
+
 function printTable(rows: readonly (ResultRow | SkippedRow)[]): void {
   const header = ['op', 'backend', 'batch', 'median ms', 'min ms', 'runs', 'peak MiB', 'device'];
   const cells = rows.map((r) =>
@@ -217,7 +424,7 @@ function printTable(rows: readonly (ResultRow | SkippedRow)[]): void {
 }
 
 /** Writes the rows atomically: a reader never sees a half-written file. */
-async function writeResults(rows: readonly ResultRow[]): Promise<void> {
+async function writeResults(rows: readonly (ResultRow | ForwardRow)[]): Promise<void> {
   const temporary = RESULTS.replace(/\.json$/, `.${process.pid}.tmp.json`);
   await writeFile(temporary, `${JSON.stringify(rows, null, 1)}\n`);
   await rename(temporary, RESULTS);
@@ -231,24 +438,49 @@ function positiveInteger(value: string, flag: string, allowZero = false): number
   return n;
 }
 
+function oneOf<T extends string>(value: string, flag: string, allowed: readonly T[]): T {
+  if (!(allowed as readonly string[]).includes(value)) throw new Error(`${flag}: expected ${allowed.join(' or ')}, got ${value}`);
+  return value as T;
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       runs: { type: 'string', default: '5' },
       warmup: { type: 'string', default: '1' },
       backends: { type: 'string', default: 'cpu,webgpu' },
+      'forward-runs': { type: 'string' },
+      'encoder-mode': { type: 'string' },
+      'exit-scope': { type: 'string', default: 'per-sample' },
+      'cache-fill': { type: 'string', default: 'copy' },
+      only: { type: 'string' },
     },
   });
+  const mode = values['encoder-mode'];
+  if (mode !== undefined && mode !== 'joint' && mode !== 'decomposed') {
+    throw new Error(`--encoder-mode: expected joint or decomposed, got ${mode}`);
+  }
+  const only = values.only;
+  if (only !== undefined && only !== 'ops' && only !== 'forward') throw new Error(`--only: expected ops or forward, got ${only}`);
   const settings: Settings = {
     runs: positiveInteger(values.runs, '--runs'),
     warmup: positiveInteger(values.warmup, '--warmup', true),
+    forwardRuns: {},
+    encoderMode: mode,
+    scope: oneOf(values['exit-scope'], '--exit-scope', ['per-sample', 'batch'] as const),
+    cacheFill: oneOf(values['cache-fill'], '--cache-fill', ['copy', 'project'] as const),
   };
+  if (values['forward-runs'] !== undefined) {
+    const n = positiveInteger(values['forward-runs'], '--forward-runs');
+    settings.forwardRuns = { cpu: n, webgpu: n };
+  }
   const backends = values.backends.split(',').map((name) => {
     if (name !== 'cpu' && name !== 'webgpu') throw new Error(`--backends: unknown backend '${name}' (cpu, webgpu)`);
     return name;
   });
   const golden = await readGolden();
   const rows: (ResultRow | SkippedRow)[] = [];
+  const forwardRows: ForwardRow[] = [];
   for (const name of backends) {
     let subject: Subject;
     try {
@@ -260,13 +492,22 @@ async function main(): Promise<void> {
       continue;
     }
     try {
-      rows.push(...(await benchBackend(subject, golden, settings)));
+      if (only !== 'forward') rows.push(...(await benchBackend(subject, golden, settings)));
+      if (only !== 'ops') forwardRows.push(...(await benchForward(subject, golden, settings)));
     } finally {
       subject.backend.destroy();
     }
   }
   printTable(rows);
-  const measured = rows.filter((r): r is ResultRow => !('skipped' in r));
+  if (forwardRows.length > 0) {
+    const { encoderMode } = forwardRows[0]!;
+    console.log(
+      `\nofa-forward (MuE): encoder (${encoderMode}) + beam search, ${FORWARD_BEAMS} beams × ${DECODER_STEPS} steps, ` +
+        `${golden.imageSize}×${golden.imageSize}; decisions on the device, ${settings.scope}, cache fill ${settings.cacheFill}`,
+    );
+    printForwardTable(forwardRows);
+  }
+  const measured = [...rows.filter((r): r is ResultRow => !('skipped' in r)), ...forwardRows];
   await writeResults(measured);
   console.log(`\nwrote ${measured.length} rows to ${RESULTS}`);
 }

@@ -55,10 +55,8 @@ fn gemm_registers(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
   for (var q = 0u; q < ROW_QUADS; q++) {
     for (var j = 0u; j < 4u; j++) {
       let row = row0 + 4u * q + j;
-      for (var c = 0u; c < 4u; c++) {
-        if (row < params.m && col0 + c < params.n) {
-          store_output(batch, row, col0 + c, acc[q][j][c]);
-        }
+      if (row < params.m && col0 < params.n) {
+        store_output_quad(batch, row, col0, acc[q][j]);
       }
     }
   }

@@ -5,7 +5,7 @@
 // This file holds the epilogue and the workgroup-memory kernel `gemm_tiled` (GPUs);
 // `gemm-registers.wgsl` holds the register-blocked kernel for software adapters.
 //
-// The including kernel file (matmul.wgsl, conv2d.wgsl) provides the operands:
+// The including kernel file (matmul.wgsl, conv2d.wgsl, attention-operands.wgsl) provides the operands:
 //   struct Params { m: u32, n: u32, k: u32, ... }  and  @binding(0) var<uniform> params: Params
 //   bindings 1 and 2 (A and B) and these loaders, always called with row < m, col < n, k < K:
 //   load_a(batch, row, k) -> f32
@@ -23,25 +23,62 @@ override HAS_BIAS: bool = false;
 override BIAS_PER_ROW: bool = false;
 override HAS_RESIDUAL: bool = false;
 override RESIDUAL_BEFORE_ACTIVATION: bool = false;
+// Output layout: batch entry g · OUTPUT_GROUPS + h writes its rows into columns h·N .. (h+1)·N of
+// out [batch / OUTPUT_GROUPS, M, OUTPUT_GROUPS · N] (attention's heads); 1: out [batch, M, N].
+override OUTPUT_GROUPS: u32 = 1u;
 
 @group(0) @binding(3) var<storage, read> bias: array<BiasType>;
-@group(0) @binding(4) var<storage, read> residual: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+// Like out, bound as vec4s (pooled buffers are multiples of 16 bytes).
+@group(0) @binding(4) var<storage, read> residual: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> out: array<vec4<f32>>;
 
-fn store_output(batch: u32, row: u32, col: u32, sum: f32) {
-  let i = (batch * params.m + row) * params.n + col;
+fn output_index(batch: u32, row: u32, col: u32) -> u32 {
+  return ((batch / OUTPUT_GROUPS * params.m + row) * OUTPUT_GROUPS + batch % OUTPUT_GROUPS) * params.n + col;
+}
+
+// The epilogue of one element, given its residual (0 without one).
+fn finish(sum: f32, row: u32, col: u32, r: f32) -> f32 {
   var x = sum;
   if (HAS_BIAS) {
     x += f32(bias[select(col, row, BIAS_PER_ROW)]);
   }
   if (HAS_RESIDUAL && RESIDUAL_BEFORE_ACTIVATION) {
-    x += residual[i];
+    x += r;
   }
   x = activate(x, ACTIVATION);
   if (HAS_RESIDUAL && !RESIDUAL_BEFORE_ACTIVATION) {
-    x += residual[i];
+    x += r;
   }
-  out[i] = x;
+  return x;
+}
+
+// Columns col .. col + 3 of one output row (col a multiple of 4), those before N. A software
+// adapter stores each element whose address differs between lanes alone, in a loop over the lanes:
+// where N % 4 == 0 the 4 columns are one aligned vec4 and one store.
+fn store_output_quad(batch: u32, row: u32, col: u32, sums: vec4<f32>) {
+  let i = output_index(batch, row, col);
+  if (params.n % 4u == 0u && col + 3u < params.n) {
+    var r = vec4<f32>();
+    if (HAS_RESIDUAL) {
+      r = residual[i / 4u];
+    }
+    var x: vec4<f32>;
+    for (var c = 0u; c < 4u; c++) {
+      x[c] = finish(sums[c], row, col + c, r[c]);
+    }
+    out[i / 4u] = x;
+    return;
+  }
+  for (var c = 0u; c < 4u; c++) {
+    if (col + c < params.n) {
+      let at = i + c;
+      var r = 0.0;
+      if (HAS_RESIDUAL) {
+        r = residual[at / 4u][at % 4u];
+      }
+      out[at / 4u][at % 4u] = finish(sums[c], row, col + c, r);
+    }
+  }
 }
 
 // ---- gemm_tiled: workgroup-memory tiling -------------------------------------------------------
@@ -107,11 +144,9 @@ fn gemm_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
   }
   for (var j = 0u; j < 4u; j++) {
     let row = row0 + 4u * local.y + j;
-    for (var c = 0u; c < 4u; c++) {
-      let col = col0 + 4u * local.x + c;
-      if (row < params.m && col < params.n) {
-        store_output(batch, row, col, acc[j][c]);
-      }
+    let col = col0 + 4u * local.x;
+    if (row < params.m && col < params.n) {
+      store_output_quad(batch, row, col, acc[j]);
     }
   }
 }

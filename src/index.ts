@@ -1,23 +1,49 @@
 /**
- * mue-engine's public API. Most callers need only `OfaPipeline` (caption and entail images);
- * the layers below it are exported for embedding, testing and tools: the OFA model and its
- * step decoder, the generators, the two backends, tensors, the tokenizer, image preprocessing,
- * checkpoint I/O, conversion and golden verification.
+ * mue-engine's public API. Most callers need only `OfaPipeline` (caption and entail images, with
+ * MuE early exits through the `exits` option); the layers below it are exported for embedding,
+ * testing and tools: MuE's exit machinery, the OFA model and its step decoder, the generators, the
+ * two backends, tensors, the tokenizer, image preprocessing, checkpoint I/O, conversion and golden
+ * verification.
  */
 
 // ---- high level -----------------------------------------------------------------------------
 export {
+  NO_EXIT,
   OfaPipeline,
   createBackend,
+  resolveExitSettings,
   type BackendName,
   type CaptionOptions,
   type CaptionResult,
   type EntailmentOptions,
   type EntailmentResult,
+  type ExitSettings,
   type ImageInput,
   type OfaPipelineOptions,
+  type PipelineExitReport,
+  type ResolvedExitSettings,
   type Timing,
 } from './pipeline.js';
+
+// ---- MuE dynamic early exits (mue-spec.md) ---------------------------------------------------------
+export { ExitTracker, type DecisionScope, type DecisionSite, type ExitOptions, type LayerDecision } from './mue/exit.js';
+export { exitReport, readStreamReport, type ExitReport, type StreamReport } from './mue/report.js';
+export { decoderThreshold } from './mue/schedule.js';
+export {
+  encodeWithExits,
+  type EncoderExitOptions,
+  type EncoderExitResult,
+  type ExitEncoder,
+} from './mue/encoder-exits.js';
+export {
+  ExitingStepDecoder,
+  exitingStep,
+  type CacheFill,
+  type DecoderExitSettings,
+  type DecoderStepExitOptions,
+  type ExitingStepResult,
+} from './mue/decoder-exits.js';
+export { decodeFullWithExits, type FullPassExitOptions, type FullPassExitResult } from './mue/full-pass-exits.js';
 
 // ---- the model --------------------------------------------------------------------------------
 export { OfaModel, type OfaModelFiles, type OfaModelLoadOptions } from './models/ofa/model.js';
@@ -25,12 +51,13 @@ export {
   OFA_PRESETS,
   configFromJson,
   validateConfig,
+  type EncoderMode,
   type OfaConfig,
   type OfaPresetName,
   type ResnetType,
 } from './models/ofa/config.js';
 export type { EncoderOutput } from './models/ofa/encoder.js';
-export type { DecoderOutput, DecodingSession } from './models/ofa/decoder.js';
+export type { DecoderOutput, DecodingSession, KeyValues, LayerCache } from './models/ofa/decoder.js';
 export type { LoadProgress } from './models/ofa/weights.js';
 export { OfaStepDecoder } from './models/ofa/step-decoder.js';
 export { verifyGolden, type VerifyOptions, type VerifyResult, type VerifyRow } from './models/ofa/verify.js';

@@ -7,13 +7,18 @@
  *   const { label } = await ofa.entail('photo.jpg', 'two dogs play in the snow');
  *   ofa.dispose();
  *
+ * MuE early exits (mue-spec.md) per request or as the pipeline's default — `exits: { image: 0.99,
+ * text: 0.7, decoder: 0.9 }` — add `exitReport` to the result: the layers each encoder stream and
+ * each decoded token ran, the share of layer compute saved, and the wall time. Without `exits`
+ * the plain model runs, with no checks.
+ *
  * A pipeline owns its model (no cache is shared between pipelines, so `dispose` frees exactly
  * what `load` created); a second backend means a second pipeline. Requests on one pipeline run
  * one after another: their timings then measure that request alone.
  */
 import type { Backend } from './backend/backend.js';
 import { CpuBackend } from './backend/cpu/cpu-backend.js';
-import { beamSearch, type BeamSearchOptions } from './generate/beam-search.js';
+import { beamSearch, maxGenerationLength, type BeamSearchOptions } from './generate/beam-search.js';
 import {
   CAPTION_PROMPT,
   ENTAILMENT_ANSWERS,
@@ -24,12 +29,18 @@ import {
   type EntailmentLabel,
 } from './generate/tasks.js';
 import { preprocessImage } from './image/preprocess.js';
-import type { OfaConfig } from './models/ofa/config.js';
+import type { EncoderMode, OfaConfig } from './models/ofa/config.js';
 import type { EncoderOutput } from './models/ofa/encoder.js';
 import { OfaModel } from './models/ofa/model.js';
 import { resnetOutputSize } from './models/ofa/resnet.js';
 import { OfaStepDecoder } from './models/ofa/step-decoder.js';
 import type { LoadProgress } from './models/ofa/weights.js';
+import { type CacheFill, ExitingStepDecoder } from './mue/decoder-exits.js';
+import { encodeWithExits } from './mue/encoder-exits.js';
+import type { DecisionScope, DecisionSite } from './mue/exit.js';
+import { decodeFullWithExits } from './mue/full-pass-exits.js';
+import { type ExitReport, type StreamReport, exitReport } from './mue/report.js';
+import type { Tensor } from './tensor.js';
 import { OfaTokenizer } from './text/bpe.js';
 
 export type BackendName = Backend['name'];
@@ -51,6 +62,86 @@ export interface OfaPipelineOptions {
   tokenizer?: OfaTokenizer;
   /** Called after each weight tensor is read. */
   onProgress?: (progress: LoadProgress) => void;
+  /**
+   * MuE early exits for every request that does not choose its own (`exits` of a request wins).
+   * Default `false`: no checks at all.
+   */
+  exits?: ExitSettings | false;
+}
+
+/** A threshold no cosine similarity exceeds (cos ≤ 1): the check runs, the layer never exits. */
+export const NO_EXIT = 2;
+
+/**
+ * MuE's dynamic early exits (mue-spec.md; Tang et al., CVPR 2023) for one request: after every
+ * transformer layer, the cosine similarity of a stream's state with its state before the layer;
+ * above the stream's threshold the stream stops and its later layers are skipped.
+ *
+ * - `image`, `text`: the encoder streams' thresholds (`img_thres`, `txt_thres`);
+ * - `decoder`: `decoder_thres`. Captions (beam search) apply the authors' schedule per step
+ *   (no exit in the first third of the length limit, then `0.9·T + 0.1·e^(−(step+1)/(max_len+1))`),
+ *   with the caches of skipped layers filled per `cacheFill`. Entailment runs the decoder once over
+ *   the prompt (as the authors' SNLI-VE evaluation does) and takes one decision per layer over all
+ *   positions, against `decoder` as given.
+ *
+ * A threshold left out is `NO_EXIT` (2): its checks run, it never exits; any threshold above 1
+ * gives the no-exit result exactly. `false` (or no `exits` at all) runs the plain model, without
+ * checks.
+ */
+export interface ExitSettings {
+  image?: number;
+  text?: number;
+  decoder?: number;
+  /** Where decisions are taken: `'device'` (default; no read-back per layer) or `'host'`. */
+  site?: DecisionSite;
+  /** `'per-sample'` (default: each beam on its own) or `'batch'` (one decision for all beams, the authors'). */
+  scope?: DecisionScope;
+  /** How the decoder fills the caches of layers a beam skipped: `'copy'` (default, the authors') or `'project'`. */
+  cacheFill?: CacheFill;
+}
+
+export type ResolvedExitSettings = Required<ExitSettings>;
+
+/** The exit report of one pipeline call. */
+export interface PipelineExitReport extends ExitReport {
+  /** The settings the call ran with, defaults filled in. */
+  settings: ResolvedExitSettings;
+  /** The encoder layout: `decomposed` (MuE's two streams) or `joint` (frozen modalities, mue-spec §6). */
+  encoderMode: EncoderMode;
+  /** The threshold each decoder report was decided against (the schedule's, for captions). */
+  decoderThresholds: number[];
+}
+
+const SITES: readonly DecisionSite[] = ['device', 'host'];
+const SCOPES: readonly DecisionScope[] = ['per-sample', 'batch'];
+const FILLS: readonly CacheFill[] = ['copy', 'project'];
+
+/** Checks `settings` and fills in the defaults; `false`/`undefined` → `undefined` (no checks). */
+export function resolveExitSettings(settings: ExitSettings | false | undefined, where = 'exits'): ResolvedExitSettings | undefined {
+  if (settings === undefined || settings === false) return undefined;
+  if (typeof settings !== 'object' || settings === null) {
+    throw new TypeError(`${where}: expected an object of thresholds or false, got ${String(settings)}`);
+  }
+  const threshold = (key: 'image' | 'text' | 'decoder'): number => {
+    const value = settings[key] ?? NO_EXIT;
+    if (typeof value !== 'number' || !Number.isFinite(value)) {
+      throw new RangeError(`${where}: the ${key} threshold must be a finite number (above 1: never exit), got ${String(value)}`);
+    }
+    return value;
+  };
+  const choice = <T extends string>(key: 'site' | 'scope' | 'cacheFill', value: T | undefined, allowed: readonly T[], fallback: T): T => {
+    if (value === undefined) return fallback;
+    if (!allowed.includes(value)) throw new RangeError(`${where}: ${key} must be one of ${allowed.join(', ')}, got ${String(value)}`);
+    return value;
+  };
+  return {
+    image: threshold('image'),
+    text: threshold('text'),
+    decoder: threshold('decoder'),
+    site: choice('site', settings.site, SITES, 'device'),
+    scope: choice('scope', settings.scope, SCOPES, 'per-sample'),
+    cacheFill: choice('cacheFill', settings.cacheFill, FILLS, 'copy'),
+  };
 }
 
 /** An image file's path, or the bytes of a PNG or JPEG. */
@@ -72,7 +163,10 @@ export interface Timing {
 }
 
 /** Beam search settings; the defaults are OFA's caption evaluation (§7.1: beam 5, max 16, min 1, no 3-gram repeats). */
-export type CaptionOptions = Omit<BeamSearchOptions, 'sourceLength'>;
+export interface CaptionOptions extends Omit<BeamSearchOptions, 'sourceLength'> {
+  /** MuE early exits for this request (default: the pipeline's); `false`: none. */
+  exits?: ExitSettings | false;
+}
 
 export interface CaptionResult {
   /** The caption after OFA's post-processing (ASCII punctuation removed, whitespace trimmed). */
@@ -86,11 +180,15 @@ export interface CaptionResult {
   /** Each generated token's log-probability given its prefix, EOS included. */
   positionalScores: number[];
   timing: Timing;
+  /** With exits: layers run per encoder stream and per decoded token, compute saved, wall time. */
+  exitReport?: PipelineExitReport;
 }
 
 export interface EntailmentOptions {
   /** The premise caption, for checkpoints fine-tuned with `--add-caption` (§7.3). */
   premise?: string;
+  /** MuE early exits for this request (default: the pipeline's); `false`: none. */
+  exits?: ExitSettings | false;
 }
 
 export interface EntailmentResult {
@@ -104,6 +202,8 @@ export interface EntailmentResult {
   /** The encoder input ids: BOS, the prompt, EOS. */
   promptTokens: number[];
   timing: Timing;
+  /** With exits: layers run per encoder stream and by the prompt pass, compute saved, wall time. */
+  exitReport?: PipelineExitReport;
 }
 
 /** Creates a backend by name; `'webgpu'` fails with the reason when WebGPU has no adapter. */
@@ -197,6 +297,8 @@ export class OfaPipeline {
     /** The weights path the pipeline was loaded from. */
     readonly weights: string,
     ownsBackend: boolean,
+    /** The requests' default exits (`undefined`: none). */
+    readonly exits: ResolvedExitSettings | undefined,
   ) {
     this.#ownsBackend = ownsBackend;
   }
@@ -213,6 +315,7 @@ export class OfaPipeline {
       throw new Error(`weights ${weights}: ${fsReason(error)}`);
     });
     const requestedSize = options.imageSize === undefined ? undefined : checkImageSize(options.imageSize, 'OfaPipeline');
+    const exits = resolveExitSettings(options.exits, 'OfaPipeline exits');
     const tokenizer = options.tokenizer ?? (await OfaTokenizer.load());
 
     const given = options.backend ?? 'webgpu';
@@ -239,7 +342,7 @@ export class OfaPipeline {
             `allow at most ${buckets}×${buckets} (an image size of at most ${16 * buckets})`,
         );
       }
-      return new OfaPipeline(backend, model, tokenizer, imageSize, weights, ownsBackend);
+      return new OfaPipeline(backend, model, tokenizer, imageSize, weights, ownsBackend, exits);
     } catch (error) {
       model?.dispose();
       if (ownsBackend) backend.destroy();
@@ -254,24 +357,39 @@ export class OfaPipeline {
   /** §7.1: beam search over `[BOS] + bpe(" what does the image describe?") + [EOS]`, then `eval_caption`'s clean-up. */
   caption(image: ImageInput, options: CaptionOptions = {}): Promise<CaptionResult> {
     return this.#exclusive(async () => {
-      const beamSize = options.beamSize ?? 5;
+      const { exits: requested, ...searchOptions } = options;
+      const beamSize = searchOptions.beamSize ?? 5;
       if (!Number.isInteger(beamSize) || beamSize < 1) {
         throw new RangeError(`caption: beam size must be a positive integer, got ${beamSize}`);
       }
+      const exits = this.#exitsOf(requested, 'caption');
       const start = performance.now();
       const promptTokens = this.#prompt(CAPTION_PROMPT, 'caption prompt');
-      const { encoded, preprocessMs, encoderMs } = await this.#encode(image, promptTokens);
+      const search = { ...searchOptions, sourceLength: promptTokens.length };
+      // The length limit the decoder's threshold schedule follows (validated before any image work).
+      const maxLen = exits ? maxGenerationLength(search) : 0;
+      const { encoded, preprocessMs, encoderMs, encoderReports } = await this.#encode(image, promptTokens, exits);
       const decodeStart = performance.now();
       // beamSearch keeps min(beam, V − 1) sequences alive; the decoder holds that many from step 0.
-      const decoder = new OfaStepDecoder(this.model, encoded, Math.min(beamSize, this.config.vocabSize - 1));
+      const beams = Math.min(beamSize, this.config.vocabSize - 1);
+      let decoder: OfaStepDecoder | undefined;
       try {
-        const hypotheses = await beamSearch(decoder, { ...options, sourceLength: promptTokens.length });
+        decoder = exits
+          ? new ExitingStepDecoder(this.model, encoded, beams, {
+              threshold: exits.decoder,
+              maxLen,
+              site: exits.site,
+              scope: exits.scope,
+              fill: exits.cacheFill,
+            })
+          : new OfaStepDecoder(this.model, encoded, beams);
+        const hypotheses = await beamSearch(decoder, search);
         const best = hypotheses[0];
         if (best === undefined) throw new Error('caption: beam search ended without a finished hypothesis');
         const decoderMs = performance.now() - decodeStart;
         const tokens = Array.from(best.tokens);
         const rawText = this.tokenizer.decode(tokens);
-        return {
+        const result: CaptionResult = {
           text: captionPostprocess(rawText),
           rawText,
           tokens,
@@ -279,8 +397,14 @@ export class OfaPipeline {
           positionalScores: Array.from(best.positionalScores),
           timing: timing(start, preprocessMs, encoderMs, decoderMs, decoder.length),
         };
+        if (exits && decoder instanceof ExitingStepDecoder) {
+          const stepper = decoder;
+          const thresholds = stepper.reports.map((_, step) => stepper.stepThreshold(step));
+          result.exitReport = this.#exitReport(exits, encoderReports!, stepper.reports, thresholds, result.timing);
+        }
+        return result;
       } finally {
-        decoder.dispose();
+        decoder?.dispose();
         encoded.dispose();
       }
     });
@@ -293,19 +417,43 @@ export class OfaPipeline {
   entail(image: ImageInput, hypothesis: string, options: EntailmentOptions = {}): Promise<EntailmentResult> {
     return this.#exclusive(async () => {
       if (hypothesis.trim() === '') throw new Error('entail: the hypothesis is empty');
+      const exits = this.#exitsOf(options.exits, 'entail');
       const start = performance.now();
       const what = options.premise === undefined ? 'hypothesis' : 'premise and hypothesis';
       const promptTokens = this.#prompt(entailmentPrompt(hypothesis, options.premise), `entailment prompt (${what})`);
-      const { encoded, preprocessMs, encoderMs } = await this.#encode(image, promptTokens);
+      const { encoded, preprocessMs, encoderMs, encoderReports } = await this.#encode(image, promptTokens, exits);
       try {
         const decodeStart = performance.now();
         const decoderIds = promptTokens.slice(0, -1);
-        const logProbs = await this.#lastPositionLogProbs(encoded, decoderIds);
+        let logProbs: Float32Array;
+        let decoderReport: StreamReport | undefined;
+        if (exits) {
+          // The authors' SNLI-VE evaluation: one teacher-forced pass over the prompt, one decision
+          // per layer over all its positions, against decoder_thres as given (no schedule).
+          const decoded = await decodeFullWithExits(this.model, encoded, [decoderIds], {
+            threshold: exits.decoder,
+            site: exits.site,
+            scope: exits.scope,
+          });
+          try {
+            decoderReport = decoded.report;
+            logProbs = await this.#lastPositionLogProbs(decoded.logits, decoderIds.length);
+          } finally {
+            decoded.dispose();
+          }
+        } else {
+          const decoded = this.model.decodeFull(encoded, [decoderIds]);
+          try {
+            logProbs = await this.#lastPositionLogProbs(decoded.logits, decoderIds.length);
+          } finally {
+            decoded.dispose();
+          }
+        }
         const decoderMs = performance.now() - decodeStart;
         const reading = readEntailment(logProbs);
         const answerOf = (label: EntailmentLabel): EntailmentAnswer => ANSWER_OF_LABEL.get(label)!;
         const logProbOf = (label: EntailmentLabel): number => logProbs[answerOf(label).tokenId]!;
-        return {
+        const result: EntailmentResult = {
           label: reading.label,
           answer: answerOf(reading.label).text,
           probabilities: reading.probabilities,
@@ -317,6 +465,10 @@ export class OfaPipeline {
           promptTokens,
           timing: timing(start, preprocessMs, encoderMs, decoderMs, decoderIds.length),
         };
+        if (exits) {
+          result.exitReport = this.#exitReport(exits, encoderReports!, [decoderReport!], [exits.decoder], result.timing);
+        }
+        return result;
       } finally {
         encoded.dispose();
       }
@@ -353,10 +505,35 @@ export class OfaPipeline {
     return ids;
   }
 
+  /** A request's exits: its own, else the pipeline's; validated. */
+  #exitsOf(requested: ExitSettings | false | undefined, where: string): ResolvedExitSettings | undefined {
+    return requested === undefined ? this.exits : resolveExitSettings(requested, `${where}: exits`);
+  }
+
+  #exitReport(
+    settings: ResolvedExitSettings,
+    encoder: StreamReport[],
+    decoder: StreamReport[],
+    decoderThresholds: number[],
+    timing: Timing,
+  ): PipelineExitReport {
+    return {
+      ...exitReport(encoder, decoder, timing.totalMs),
+      settings,
+      encoderMode: this.config.encoderMode,
+      decoderThresholds,
+    };
+  }
+
+  /**
+   * Preprocesses the image and runs the encoder: the plain model, or with exits `encodeWithExits`
+   * (whose stream reports are read once the forward pass is done).
+   */
   async #encode(
     image: ImageInput,
     promptTokens: readonly number[],
-  ): Promise<{ encoded: EncoderOutput; preprocessMs: number; encoderMs: number }> {
+    exits?: ResolvedExitSettings,
+  ): Promise<{ encoded: EncoderOutput; preprocessMs: number; encoderMs: number; encoderReports?: StreamReport[] }> {
     const start = performance.now();
     let bytes: Uint8Array;
     let label: string;
@@ -375,39 +552,43 @@ export class OfaPipeline {
     const encodeStart = performance.now();
     const input = this.backend.upload(pixels, [1, 3, size, size], 'f32');
     try {
-      const encoded = this.model.encode(input, promptTokens);
+      let encoded: EncoderOutput;
+      let encoderReports: StreamReport[] | undefined;
+      if (exits) {
+        const { image: imageThreshold, text, site, scope } = exits;
+        const result = await encodeWithExits(this.model, input, promptTokens, { image: imageThreshold, text, site, scope });
+        encoded = result.output;
+        encoderReports = result.reports;
+      } else {
+        encoded = this.model.encode(input, promptTokens);
+      }
       try {
         await this.backend.sync();
       } catch (error) {
         encoded.dispose();
         throw error;
       }
-      return { encoded, preprocessMs: encodeStart - start, encoderMs: performance.now() - encodeStart };
+      return { encoded, preprocessMs: encodeStart - start, encoderMs: performance.now() - encodeStart, encoderReports };
     } finally {
       input.dispose();
     }
   }
 
-  /** Teacher-forced decoder pass over `ids`; the log-softmax of the last position's logits, `[V]`. */
-  async #lastPositionLogProbs(encoded: EncoderOutput, ids: readonly number[]): Promise<Float32Array> {
+  /** The log-softmax of the last position's logits of a teacher-forced pass (`[1, T, V]`), `[V]`. */
+  async #lastPositionLogProbs(logits: Tensor, length: number): Promise<Float32Array> {
     const backend = this.backend;
-    const decoded = this.model.decodeFull(encoded, [ids]);
+    const logProbs = backend.tidy(() => {
+      const last = backend.slice(logits, 1, length - 1, length);
+      return backend.logSoftmax(last.reshape([1, this.config.vocabSize]));
+    });
     try {
-      const logProbs = backend.tidy(() => {
-        const last = backend.slice(decoded.logits, 1, ids.length - 1, ids.length);
-        return backend.logSoftmax(last.reshape([1, this.config.vocabSize]));
-      });
-      try {
-        const values = await logProbs.read();
-        if (!(values instanceof Float32Array)) {
-          throw new Error(`entail: log-probabilities read back as ${logProbs.dtype}, expected f32`);
-        }
-        return values;
-      } finally {
-        logProbs.dispose();
+      const values = await logProbs.read();
+      if (!(values instanceof Float32Array)) {
+        throw new Error(`entail: log-probabilities read back as ${logProbs.dtype}, expected f32`);
       }
+      return values;
     } finally {
-      decoded.dispose();
+      logProbs.dispose();
     }
   }
 }

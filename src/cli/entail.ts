@@ -13,13 +13,14 @@ import {
   timingLine,
   weightsOption,
 } from './common.js';
+import { type ExitFlags, exitOptions, exitSettingsFromFlags, exitSummary, exitTrace } from './exits.js';
 
-interface EntailFlags extends ModelFlags {
+interface EntailFlags extends ModelFlags, ExitFlags {
   premise?: string;
 }
 
 export function entailCommand(io: CliIo): Command {
-  return new Command('entail')
+  const command = new Command('entail')
     .description('decide whether an image entails, contradicts or is neutral to a hypothesis (answers yes / no / maybe)')
     .argument('<image>', 'a PNG or JPEG file')
     .argument('<hypothesis>', 'the statement to test against the image')
@@ -27,22 +28,28 @@ export function entailCommand(io: CliIo): Command {
     .addOption(weightsOption())
     .addOption(backendOption())
     .addOption(imageSizeOption())
-    .option('--json', 'print the whole result (label, probabilities, prompt ids, timing) as JSON')
-    .action(async (image: string, hypothesis: string, flags: EntailFlags) => {
-      await requirePath(image, 'image');
-      const { pipeline, close } = await openPipeline(io, flags);
-      try {
-        const result = await pipeline.entail(image, hypothesis, { premise: flags.premise });
-        if (flags.json) {
-          const { backend, imageSize } = pipeline;
-          print(io, JSON.stringify({ image, hypothesis, backend: backend.name, imageSize, ...result }, null, 2));
-        } else {
-          const odds = ENTAILMENT_ANSWERS.map(({ label, text }) => `${text.trim()} ${result.probabilities[label].toFixed(3)}`);
-          print(io, `${result.label} (${odds.join(', ')})`);
-          notice(io, timingLine(result.timing, pipeline.backend.name, pipeline.imageSize));
-        }
-      } finally {
-        close();
+    .option('--json', 'print the whole result (label, probabilities, prompt ids, timing, exit report) as JSON');
+  for (const option of exitOptions('one decision per layer over the whole prompt pass, as in the authors\' SNLI-VE evaluation')) {
+    command.addOption(option);
+  }
+  return command.action(async (image: string, hypothesis: string, flags: EntailFlags) => {
+    const exits = exitSettingsFromFlags(flags);
+    await requirePath(image, 'image');
+    const { pipeline, close } = await openPipeline(io, flags);
+    try {
+      const result = await pipeline.entail(image, hypothesis, { premise: flags.premise, exits });
+      if (flags.trace && result.exitReport) for (const line of exitTrace(result.exitReport)) io.stderr.write(`${line}\n`);
+      if (flags.json) {
+        const { backend, imageSize } = pipeline;
+        print(io, JSON.stringify({ image, hypothesis, backend: backend.name, imageSize, ...result }, null, 2));
+      } else {
+        const odds = ENTAILMENT_ANSWERS.map(({ label, text }) => `${text.trim()} ${result.probabilities[label].toFixed(3)}`);
+        print(io, `${result.label} (${odds.join(', ')})`);
+        notice(io, timingLine(result.timing, pipeline.backend.name, pipeline.imageSize));
+        if (result.exitReport) notice(io, exitSummary(result.exitReport));
       }
-    });
+    } finally {
+      close();
+    }
+  });
 }

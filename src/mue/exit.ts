@@ -49,7 +49,7 @@ export class ExitTracker {
   #allDoneOnHost = false;
 
   constructor(
-    private readonly backend: Backend,
+    readonly backend: Backend,
     readonly options: ExitOptions,
   ) {}
 

@@ -29,25 +29,37 @@ export interface ExitReport {
 }
 
 /**
- * Reads a tracker's decisions (one read-back per tensor, after the forward pass): a sample ran
- * layer i when it had not stopped before it.
+ * Reads a tracker's decisions after the forward pass: every layer's flags and similarities are
+ * joined on the device and read back in two transfers (a read-back per layer would cost more than
+ * the checks themselves). A sample ran layer i when it had not stopped before it.
  */
 export async function readStreamReport(stream: string, tracker: ExitTracker, layers: number, tokens: number): Promise<StreamReport> {
-  const similarities: number[][] = [];
-  let layersRun: number[] | undefined;
-  let doneBefore: ArrayLike<number> | undefined;
-  for (const decision of tracker.decisions) {
-    const done = await decision.done.read();
-    layersRun ??= Array.from(done, () => 0);
-    if (!decision.skippedOnHost) {
-      layersRun.forEach((_, b) => {
-        if (!doneBefore || doneBefore[b % doneBefore.length] === 0) layersRun![b]!++;
-      });
-      similarities.push(Array.from(await decision.similarity.read()));
-    }
-    doneBefore = done;
+  const decisions = tracker.decisions;
+  if (decisions.length === 0) return { stream, layers, layersRun: [], tokens, similarities: [] };
+  const backend = tracker.backend;
+  const ran = decisions.filter((d) => !d.skippedOnHost);
+  const joinedFlags = backend.concat(decisions.map((d) => d.done), 0);
+  const joinedSimilarities = backend.concat(ran.map((d) => d.similarity), 0);
+  let flags: ArrayLike<number>;
+  let similarityValues: ArrayLike<number>;
+  try {
+    [flags, similarityValues] = await Promise.all([joinedFlags.read(), joinedSimilarities.read()]);
+  } finally {
+    joinedFlags.dispose();
+    joinedSimilarities.dispose();
   }
-  return { stream, layers, layersRun: layersRun ?? [], tokens, similarities };
+  const samples = decisions[0]!.done.size;
+  const layersRun = Array.from({ length: samples }, () => 0);
+  const similarities: number[][] = [];
+  decisions.forEach((decision, i) => {
+    if (decision.skippedOnHost) return;
+    for (let b = 0; b < samples; b++) {
+      if (i === 0 || flags[(i - 1) * samples + b] === 0) layersRun[b]!++;
+    }
+    const row = similarities.length;
+    similarities.push(Array.from({ length: samples }, (_, b) => similarityValues[row * samples + b]!));
+  });
+  return { stream, layers, layersRun, tokens, similarities };
 }
 
 /** Combines stream reports: compute is token-weighted layers run over token-weighted layers. */

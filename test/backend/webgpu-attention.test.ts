@@ -1,10 +1,14 @@
 /**
- * Fused attention on WebGPU against the CPU backend on seeded random data: odd sequence lengths and
+ * Attention on WebGPU against the CPU backend on seeded random data: odd sequence lengths and
  * head dims, every combination of bias, key padding mask and causal masking, k/v shared by the
- * batch, per-sample bias, and fully masked rows. Each case runs with both kernel layouts: dense
- * rows reading keys from global memory (what software rasterisers get) and workgroups sharing key
- * and value tiles through workgroup memory (what GPUs get when there are ≥ 32 queries per head),
- * each forced by a backend on the same device whose capabilities say software or not.
+ * batch, per-sample bias, and fully masked rows. Each case runs on three backends on the same
+ * device whose capabilities force a method (see `attentionMethod` in ops/attention.ts):
+ * - software (lavapipe's subgroups): attention as GEMMs on the register-blocked kernel, and the
+ *   fused kernel with dense rows reading keys from global memory for tiny problems (Tq·Tk < 64);
+ * - software without subgroups (Deno's WebGPU): GEMMs on `gemm_tiled` from 64 queries, else the
+ *   fused kernel's dense rows;
+ * - a GPU: the fused kernel with workgroups sharing key and value tiles through workgroup memory
+ *   (when there are ≥ 32 queries per head), and GEMMs for head dims it cannot hold (> 128).
  */
 import { describe, expect, it } from 'vitest';
 import type { AttentionOptions, Backend } from '../../src/backend/backend.js';
@@ -22,6 +26,7 @@ const sources = await loadKernelSources();
 const layouts: [string, WebGpuBackend][] = [
   ['dense rows', new WebGpuBackend({ device: gpu.device, capabilities: { ...gpu.capabilities, software: true } }, sources)],
   ['shared key tiles', new WebGpuBackend({ device: gpu.device, capabilities: { ...gpu.capabilities, software: false } }, sources)],
+  ['software without subgroups', new WebGpuBackend({ device: gpu.device, capabilities: { ...gpu.capabilities, software: true, subgroups: false } }, sources)],
 ];
 
 /** q, k, v, bias in [−1, 1): O(1) outputs, whose f32 rounding in dots and sums stays below 1e-5. */
@@ -106,6 +111,17 @@ const CASES: Case[] = [
   { batch: 2, tq: 40, tk: 9, heads: 2, headDim: 16, padding: 1 },
 ];
 
+// The GEMM path's edges (≥ 64 queries, for the tiled GEMM too): Tk and dh not multiples of 4 (score
+// rows padded, operands read element by element), dh 80, shared k/v with per-sample bias, a
+// single key, fully masked rows, and a head dim beyond the fused kernel's 128.
+CASES.push(
+  { batch: 2, tq: 67, tk: 53, heads: 3, headDim: 80, sharedKv: true, bias: 'batched', padding: 0.2, causal: true },
+  { batch: 3, tq: 65, tk: 70, heads: 2, headDim: 6, bias: 'shared', padding: 0.1 },
+  { batch: 1, tq: 64, tk: 1, heads: 2, headDim: 5, causal: true },
+  { batch: 2, tq: 64, tk: 9, heads: 2, headDim: 16, padding: 1 },
+  { batch: 2, tq: 70, tk: 35, heads: 2, headDim: 160, sharedKv: true, padding: 0.2 },
+);
+
 // Every combination of bias, padding mask and causal masking on one size that tiles unevenly.
 for (const bias of [undefined, 'shared', 'batched'] as const) {
   for (const padding of [undefined, 0.25]) {
@@ -131,5 +147,21 @@ describe.each(layouts)('attention with %s', (_, backend) => {
     const sampleSize = c.tq * c.heads * c.headDim;
     expect(Array.from(actual.subarray(0, sampleSize)).every((x) => x === 0)).toBe(true);
     expectClose(actual, await run(cpu, c, host), TOLERANCE, 'partly masked');
+  });
+});
+
+describe('attention as GEMMs in chunks of samples', () => {
+  // A 22 000-byte binding limit: the scores (f32, rows padded to 4 keys) of one sample of 2 heads ×
+  // 64 queries × 37 keys (20 KiB) fit, two do not; with 13 keys two samples fit, three do not. So
+  // batches of 3 run in chunks of 1 or of 2 and 1 (offsets into q, k, v, the mask and the bias).
+  const backend = new WebGpuBackend({ device: gpu.device, capabilities: { ...gpu.capabilities, software: true } }, sources, { maxBindingBytes: 22_000 });
+  const cases: Case[] = [
+    { batch: 3, tq: 64, tk: 37, heads: 2, headDim: 8, bias: 'shared', padding: 0.2, causal: true },
+    { batch: 3, tq: 64, tk: 37, heads: 2, headDim: 8, sharedKv: true, padding: 0.2 },
+    { batch: 3, tq: 64, tk: 13, heads: 2, headDim: 8, bias: 'batched', padding: 0.3 },
+  ];
+  it.each(cases.map((c) => [label(c), c] as const))('matches the CPU: %s', async (_name, c) => {
+    const host = inputs(c, createRng(c.batch * 1000 + c.tq * 100 + c.tk * 10 + c.headDim));
+    expectClose(await run(backend, c, host), await run(cpu, c, host), TOLERANCE, label(c));
   });
 });

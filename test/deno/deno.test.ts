@@ -20,7 +20,7 @@ describe('Deno', () => {
       timeout: 180_000,
     });
     const report = JSON.parse(stdout.trim().split('\n').pop()!) as { adapter: string; results: { op: string; maxAbsDiff: number }[] };
-    expect(report.results.map((r) => r.op)).toHaveLength(9);
+    expect(report.results.map((r) => r.op)).toHaveLength(10);
     // f32 on both sides; values are O(1) (matmul sums 64 products).
     for (const { op, maxAbsDiff } of report.results) expect(maxAbsDiff, op).toBeLessThan(1e-4);
   });

@@ -27,6 +27,8 @@ const cases: [string, (b: Backend) => Tensor][] = [
   ['layerNorm', (b) => b.layerNorm(b.upload(x, [74, 64]), b.upload(gamma, [64]), b.upload(gamma, [64]), 1e-5)],
   ['logSoftmax', (b) => b.logSoftmax(b.upload(x, [37, 128]))],
   ['attention', (b) => b.attention(b.upload(x, [2, 37, 64]), b.upload(x, [2, 37, 64]), b.upload(x, [2, 37, 64]), { heads: 4, scale: 0.125, causal: true })],
+  // 70 queries: attention as GEMMs (ops/attention.ts), on gemm_tiled where there are no subgroups.
+  ['attention GEMMs', (b) => b.attention(b.upload(x.subarray(0, 2 * 70 * 32), [2, 70, 32]), b.upload(w, [1, 96, 32]), b.upload(w.map((v) => -v), [1, 96, 32]), { heads: 2, scale: 0.25, causal: true })],
   ['conv2d', (b) => b.conv2d(b.upload(image, [1, 3, 19, 17]), b.upload(filters, [8, 3, 3, 3]), { stride: 2, padding: 1, activation: 'relu' })],
   ['maxPool2d', (b) => b.maxPool2d(b.upload(image, [1, 3, 19, 17]), { kernel: 3, stride: 2, padding: 1 })],
   ['gather', (b) => b.gather(b.upload(w, [48, 64]), b.upload(ids, [4]))],

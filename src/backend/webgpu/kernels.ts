@@ -25,6 +25,8 @@ export const KERNEL_FILES = [
   'conv2d',
   'pool',
   'attention',
+  'attention-operands',
+  'attention-softmax',
   'exit',
 ] as const;
 

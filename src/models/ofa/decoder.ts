@@ -7,7 +7,8 @@
  * Two drivers share the layer code: `decodeFull` (teacher forcing, all positions at once, no
  * cache) and `DecodingSession` (one token per step for a batch of B sequences — beams — with a
  * key/value cache, §5.5). The encoder output has batch 1 and is shared by every sequence through
- * the attention op's batch-1 key/value sharing, so it is never copied per beam. Like the encoder,
+ * the attention op's batch-1 key/value sharing, so it is not copied per beam (only MuE's cache
+ * copying may give a layer per-beam cross keys, see `DecodingSession.setCache`). Like the encoder,
  * each pass is `embed` → `layer(l, …)` per layer → `finish`, so that a driver may stop early.
  */
 import type { Backend } from '../../backend/backend.js';
@@ -49,10 +50,24 @@ export interface DecoderPass {
   crossPositionBias: Tensor;
 }
 
-/** One layer's self-attention keys and values `[B, t, d]` for the tokens seen so far. */
-export interface SelfAttentionCache {
+/** Keys and values of one attention, `[B, T, d]`. */
+export interface KeyValues {
   keys: Tensor;
   values: Tensor;
+}
+
+/** One layer's self-attention keys and values `[B, t, d]` for the tokens seen so far. */
+export type SelfAttentionCache = KeyValues;
+
+/**
+ * What one layer attends to in a cached step besides this step's own tokens. Cross-attention
+ * keys and values are either `[1, N, d]`, shared by every sequence (the encoder memory's), or
+ * `[B, N, d]`, one per sequence (MuE's cache copying can make the sequences' differ).
+ */
+export interface LayerCache {
+  /** The self-attention keys and values of the earlier tokens; none before the first step. */
+  self?: SelfAttentionCache;
+  cross: KeyValues;
 }
 
 export interface DecoderOutput {
@@ -155,27 +170,69 @@ export class OfaDecoder {
 
   /** `self_pos_k_linear` of decoder positions, `[H, T, dh]`. */
   selfPositionKeys(positions: Tensor): Tensor {
-    return positionKeys(this.backend, positions, this.weights.selfPosKLinear, this.heads);
+    const { backend } = this;
+    return backend.tidy(() => positionKeys(backend, positions, this.weights.selfPosKLinear, this.heads));
   }
 
   /**
-   * Layer `l` (§5.3) on `x [B, Tq, d]`. Without a cache, the queries attend to themselves
-   * (causally). With one, this step's keys and values are appended to `cache[l]` (which is
-   * replaced, the old tensors freed) and the queries attend to the whole cached sequence.
+   * Layer `l` (§5.3) on `x [B, Tq, d]` without a cache: the queries attend to themselves
+   * (causally) and to the encoder memory.
    */
-  layer(
+  layer(l: number, x: Tensor, pass: DecoderPass, memory: EncoderMemory): Tensor {
+    const cross = { keys: memory.crossKeys[l]!, values: memory.crossValues[l]! };
+    return this.#layer(l, x, pass, memory, { cross }, false).hidden;
+  }
+
+  /**
+   * Layer `l` on one step's tokens `x [B, Tq, d]` against `cache`: this step's keys and values
+   * are appended to the cached ones and the queries attend to the whole sequence. Returns the
+   * output and the extended self-attention keys and values `[B, t + Tq, d]`; `cache` is left as
+   * it is (the caller stores the result, e.g. `DecodingSession.layer`).
+   */
+  cachedLayer(
     l: number,
     x: Tensor,
     pass: DecoderPass,
     memory: EncoderMemory,
-    cache?: (SelfAttentionCache | undefined)[],
-  ): Tensor {
-    const { backend, heads, scale } = this;
-    const eps = this.config.layerNormEps;
+    cache: LayerCache,
+  ): { hidden: Tensor; self: SelfAttentionCache } {
+    const { hidden, self } = this.#layer(l, x, pass, memory, cache, true);
+    return { hidden, self: self! };
+  }
+
+  /**
+   * The self-attention keys and values `[B, T, d]` that layer `l` would compute from `x`
+   * (`self_attn_layer_norm`, then the k and v projections) — the same ops as in the layer.
+   */
+  selfKeyValues(l: number, x: Tensor): SelfAttentionCache {
+    const { backend } = this;
+    const w = this.#layerWeights(l);
+    return backend.tidy(() => {
+      const h = layerNorm(backend, x, w.selfAttnLayerNorm, this.config.layerNormEps);
+      return { keys: linear(backend, h, w.selfAttn.k), values: linear(backend, h, w.selfAttn.v) };
+    });
+  }
+
+  #layerWeights(l: number): DecoderWeights['layers'][number] {
     const w = this.weights.layers[l];
     if (!w) throw new Error(`decoder: layer ${l} does not exist (the decoder has ${this.layerCount})`);
-    const previous = cache?.[l];
-    const out = backend.tidy(() => {
+    return w;
+  }
+
+  #layer(
+    l: number,
+    x: Tensor,
+    pass: DecoderPass,
+    memory: EncoderMemory,
+    cache: LayerCache,
+    cached: boolean,
+  ): { hidden: Tensor; self?: SelfAttentionCache } {
+    const { backend, heads, scale } = this;
+    const eps = this.config.layerNormEps;
+    const w = this.#layerWeights(l);
+    const previous = cache.self;
+    // (`tidy` keeps the tensors of a flat result only.)
+    const out: { hidden: Tensor; keys?: Tensor; values?: Tensor } = backend.tidy(() => {
       // Self-attention with Aself + Rtxt_l; causal also covers a cached step, whose single
       // query may see every key (the op aligns the last query with the last key).
       let h = layerNorm(backend, x, w.selfAttnLayerNorm, eps);
@@ -191,25 +248,25 @@ export class OfaDecoder {
         causal: true,
       });
       const afterSelf = backend.add(x, layerNorm(backend, h, w.selfAttnMidLayerNorm, eps));
-      // Cross-attention to the encoder output (shared batch 1) with Across and the encoder padding.
+      // Cross-attention to the encoder output (shared batch 1, or one per sequence) with Across
+      // and the encoder padding.
       h = layerNorm(backend, afterSelf, w.crossAttnLayerNorm, eps);
       const crossQueries = linear(backend, h, w.crossAttn.q);
-      h = attentionOutput(backend, w.crossAttn, crossQueries, memory.crossKeys[l]!, memory.crossValues[l]!, {
+      const crossBatch = cache.cross.keys.shape[0]!;
+      const mask = memory.keyPaddingMask;
+      const keyPaddingMask =
+        mask.shape[0] === crossBatch ? mask : backend.concat(Array.from({ length: crossBatch }, () => mask), 0);
+      h = attentionOutput(backend, w.crossAttn, crossQueries, cache.cross.keys, cache.cross.values, {
         heads,
         scale,
         bias: pass.crossPositionBias,
-        keyPaddingMask: memory.keyPaddingMask,
+        keyPaddingMask,
       });
       const afterCross = backend.add(afterSelf, layerNorm(backend, h, w.crossAttnMidLayerNorm, eps));
       const hidden = feedForwardSublayer(backend, afterCross, w.finalLayerNorm, w.ffn, eps);
-      return cache ? { hidden, keys, values } : { hidden };
+      return cached ? { hidden, keys, values } : { hidden };
     });
-    if (cache) {
-      previous?.keys.dispose();
-      previous?.values.dispose();
-      cache[l] = { keys: out.keys!, values: out.values! };
-    }
-    return out.hidden;
+    return out.keys && out.values ? { hidden: out.hidden, self: { keys: out.keys, values: out.values } } : out;
   }
 
   /** §5.4: the final LayerNorm and the tied output projection `x·embed_tokensᵀ`, `[B, T, V]`. */
@@ -264,11 +321,18 @@ export interface DecoderStep {
  * Incremental decoding (§5.5) of B sequences that share one encoder output. Each step feeds one
  * token per sequence and returns the logits of the next; the self-attention keys and values of
  * earlier tokens are cached per layer, the cross-attention ones are computed once.
+ *
+ * The cache of each layer is addressable (`cacheOf`, `setCache`) so that an early-exit driver
+ * (src/mue/decoder-exits.ts) can fill the caches of layers a sequence skipped. Such a driver may
+ * also give a layer per-sequence cross-attention keys and values `[B, N, d]`; by default every
+ * layer uses the memory's `[1, N, d]`, shared by all sequences.
  */
 export class DecodingSession {
   readonly #decoder: OfaDecoder;
   readonly #memory: EncoderMemory;
-  readonly #cache: (SelfAttentionCache | undefined)[];
+  readonly #self: (SelfAttentionCache | undefined)[];
+  /** Per layer, cross-attention keys and values owned by the session, replacing the memory's. */
+  readonly #cross: (KeyValues | undefined)[];
   /** `[H, t, dh]`: self-attention position keys of positions 0 … t − 1, grown each step. */
   #selfPositionKeys: Tensor | undefined;
   #batch: number;
@@ -278,8 +342,13 @@ export class DecodingSession {
     if (!Number.isInteger(batch) || batch < 1) throw new Error(`decoding session: batch must be ≥ 1, got ${batch}`);
     this.#decoder = decoder;
     this.#memory = decoder.memory(encoderOutput);
-    this.#cache = Array.from({ length: decoder.layerCount }, () => undefined);
+    this.#self = Array.from({ length: decoder.layerCount }, () => undefined);
+    this.#cross = Array.from({ length: decoder.layerCount }, () => undefined);
     this.#batch = batch;
+  }
+
+  get decoder(): OfaDecoder {
+    return this.#decoder;
   }
 
   /** Number of sequences (beams). */
@@ -318,7 +387,53 @@ export class DecodingSession {
 
   /** Layer `l` for this step, appending its keys and values to the layer's cache. */
   layer(l: number, x: Tensor, step: DecoderStep): Tensor {
-    return this.#decoder.layer(l, x, step.pass, this.#memory, this.#cache);
+    const { hidden, self } = this.computeLayer(l, x, step);
+    this.setCache(l, { self });
+    return hidden;
+  }
+
+  /**
+   * Layer `l` for this step against the layer's cache, without storing anything: returns the
+   * output and the layer's self-attention keys and values extended by this step's (`[B, t + 1, d]`,
+   * owned by the caller, e.g. for `setCache`).
+   */
+  computeLayer(l: number, x: Tensor, step: DecoderStep): { hidden: Tensor; self: SelfAttentionCache } {
+    return this.#decoder.cachedLayer(l, x, step.pass, this.#memory, this.cacheOf(l));
+  }
+
+  /**
+   * Layer `l`'s cache as it stands (borrowed: the session owns it). Between `begin` and `end`,
+   * layers already run this step hold `length + 1` tokens, the others `length`.
+   */
+  cacheOf(l: number): LayerCache {
+    this.#checkLayer(l);
+    const cross = this.#cross[l] ?? { keys: this.#memory.crossKeys[l]!, values: this.#memory.crossValues[l]! };
+    return { self: this.#self[l], cross };
+  }
+
+  /**
+   * Replaces parts of layer `l`'s cache; the session takes ownership of the tensors given and
+   * frees the ones they replace (never the memory's). `self`: `[B, t, d]`; `cross`: `[1, N, d]`
+   * (shared) or `[B, N, d]` (per sequence).
+   */
+  setCache(l: number, cache: Partial<LayerCache>): void {
+    this.#checkLayer(l);
+    if (cache.self) {
+      const old = this.#self[l];
+      this.#self[l] = cache.self;
+      if (old && old.keys !== cache.self.keys) old.keys.dispose();
+      if (old && old.values !== cache.self.values) old.values.dispose();
+    }
+    if (cache.cross) {
+      const [batch] = cache.cross.keys.shape;
+      if (batch !== 1 && batch !== this.#batch) {
+        throw new Error(`decoding session: cross keys of batch ${batch}, expected 1 or ${this.#batch}`);
+      }
+      const old = this.#cross[l];
+      this.#cross[l] = cache.cross;
+      if (old && old.keys !== cache.cross.keys) old.keys.dispose();
+      if (old && old.values !== cache.cross.values) old.values.dispose();
+    }
   }
 
   /** Ends the step: final LayerNorm and output projection of `x [B, 1, d]` → `[B, d]` and logits `[B, V]`. */
@@ -345,7 +460,10 @@ export class DecodingSession {
     return logits;
   }
 
-  /** Beam search: sequence b continues sequence `indices[b]` (the batch may change size). */
+  /**
+   * Beam search: sequence b continues sequence `indices[b]` (the batch may change size). Reorders
+   * the self-attention caches and any per-sequence cross-attention keys and values.
+   */
   reorder(indices: readonly number[]): void {
     for (const index of indices) {
       if (!Number.isInteger(index) || index < 0 || index >= this.#batch) {
@@ -360,24 +478,45 @@ export class DecodingSession {
       return indices[Math.floor(i / length)]! * length + (i % length);
     });
     const rowIds = backend.upload(rows, [indices.length, length], 'i32');
-    const pick = (t: Tensor): Tensor => {
-      const picked = backend.gather(t.reshape([this.#batch * length, t.shape[2]!]), rowIds);
+    const pick = (t: Tensor, ids: Tensor): Tensor => {
+      const [batch, tokens, width] = t.shape as [number, number, number];
+      const picked = backend.gather(t.reshape([batch * tokens, width]), ids);
       t.dispose();
       return picked;
     };
-    this.#cache.forEach((entry, l) => {
-      if (entry) this.#cache[l] = { keys: pick(entry.keys), values: pick(entry.values) };
+    this.#self.forEach((entry, l) => {
+      if (entry) this.#self[l] = { keys: pick(entry.keys, rowIds), values: pick(entry.values, rowIds) };
     });
     rowIds.dispose();
+    // Per-sequence cross keys and values `[B, N, d]` (batch 1 ones are shared and stay).
+    const crossRowsOf = new Map<number, Tensor>();
+    this.#cross.forEach((entry, l) => {
+      if (!entry || entry.keys.shape[0] === 1) return;
+      const n = entry.keys.shape[1]!;
+      let ids = crossRowsOf.get(n);
+      if (!ids) {
+        const crossRows = Int32Array.from({ length: indices.length * n }, (_, i) => indices[Math.floor(i / n)]! * n + (i % n));
+        ids = backend.upload(crossRows, [indices.length, n], 'i32');
+        crossRowsOf.set(n, ids);
+      }
+      this.#cross[l] = { keys: pick(entry.keys, ids), values: pick(entry.values, ids) };
+    });
+    crossRowsOf.forEach((ids) => ids.dispose());
     this.#batch = indices.length;
   }
 
   dispose(): void {
-    for (const entry of this.#cache) {
+    for (const entry of [...this.#self, ...this.#cross]) {
       entry?.keys.dispose();
       entry?.values.dispose();
     }
     this.#selfPositionKeys?.dispose();
     this.#memory.dispose();
+  }
+
+  #checkLayer(l: number): void {
+    if (!Number.isInteger(l) || l < 0 || l >= this.#decoder.layerCount) {
+      throw new Error(`decoding session: layer ${l} does not exist (the decoder has ${this.#decoder.layerCount})`);
+    }
   }
 }

@@ -1,8 +1,23 @@
-/** Wrapper of `kernels/attention.wgsl`: fused multi-head attention with online softmax. */
+/**
+ * Multi-head attention, two ways (`attentionMethod` picks one):
+ * - fused (`kernels/attention.wgsl`): flash-style, one invocation per query row with an online
+ *   softmax, never materialising the scores. GPUs, and tiny problems (decoding steps over a short
+ *   cache) where one dispatch beats three.
+ * - GEMMs (software adapters): S = q·kᵀ as a batched GEMM over (sample, head), one row kernel
+ *   (`kernels/attention-softmax.wgsl`) turning S into probabilities P in place, then O = P·v as a
+ *   second batched GEMM writing straight into [B, Tq, H·dh]. Both run on the GEMM core
+ *   (`recordGemm`: on lavapipe the register-blocked `gemm_registers`) with q, k and v read in place
+ *   through head strides (`kernels/attention-operands.wgsl`). The scores [B·H, Tq, Tk rounded up
+ *   to 4] are a pooled intermediate (40 MB for 12 heads of 908 tokens); batches whose scores
+ *   exceed one storage binding (128 MiB on lavapipe: 4 such images) run in chunks of samples.
+ */
 import type { AttentionOptions } from '../../backend.js';
 import { type AttentionSizes, attentionSizes } from '../../shapes.js';
 import type { Tensor } from '../../../tensor.js';
+import { roundedSize } from '../buffer-pool.js';
 import { type KernelContext, f32, u32 } from '../context.js';
+import { concat } from './indexing.js';
+import { recordGemm, registerLanes } from './matmul.js';
 
 /** The kernel keeps a query row and its accumulator in private arrays of this many elements. */
 const MAX_HEAD_DIM = 128;
@@ -34,8 +49,134 @@ function tuning(ctx: KernelContext, { tq, headDim }: AttentionSizes): AttentionT
   return { workgroupSize: 64, keyTile, shareKeyTiles: true };
 }
 
+export type AttentionMethod = 'fused' | 'gemm';
+
 export function attention(ctx: KernelContext, q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions): Tensor {
   const sizes = attentionSizes(q, k, v, options);
+  return attentionMethod(ctx, sizes) === 'gemm' ? gemmAttention(ctx, q, k, v, options, sizes) : fusedAttention(ctx, q, k, v, options, sizes);
+}
+
+/**
+ * Measured on lavapipe (2 busy cores, 8 lanes; minimum of 5 interleaved runs, onnxruntime-web's
+ * WebGPU EP in the same process): 12 heads of 908 tokens (dh 64) take 140 ms as GEMMs against
+ * 970 ms fused (ORT 160 ms); 4 heads of 268 tokens 4.9 ms against 32 (ORT 6.3); a decoding step
+ * of 5 beams over 908 shared keys 6.3 ms against 8.5. Over 16 cached keys the one fused dispatch
+ * wins (0.22 ms against 0.45): the crossover is near Tq·Tk = 64 (Tq 1, Tk 64 and Tq 4, Tk 16 time
+ * the same). Without subgroups (Deno's WebGPU on lavapipe) the GEMMs run on `gemm_tiled`: 2.5×
+ * faster than fused from 64 queries (128 tokens: 17 ms against 43), far slower for a few (5 beams
+ * over 908 keys: 430 ms against 12). GPUs keep the fused kernel (tiles of keys and values in
+ * workgroup memory) while it can hold a head (dh ≤ 128).
+ */
+export function attentionMethod(ctx: KernelContext, sizes: AttentionSizes): AttentionMethod {
+  const { headDim, tq, tk } = sizes;
+  if (samplesPerChunk(ctx, sizes) === 0) return 'fused';
+  if (headDim > MAX_HEAD_DIM) return 'gemm';
+  if (!ctx.capabilities.software) return 'fused';
+  if (registerLanes(ctx) !== undefined) return tq * tk < 64 ? 'fused' : 'gemm';
+  return tq >= 64 ? 'gemm' : 'fused';
+}
+
+/** Score rows are padded to whole quads (zeros in P), so that P·v reads them as aligned quads. */
+const scoreRowLength = (tk: number): number => 4 * Math.ceil(tk / 4);
+
+/**
+ * Samples whose scores fit one storage binding (pooled buffers round sizes up) and whose
+ * (sample, head) pairs one dispatch dimension: the GEMM path runs larger batches in chunks. 0 when
+ * not even one sample fits.
+ */
+function samplesPerChunk(ctx: KernelContext, { batch, heads, tq, tk }: AttentionSizes): number {
+  const bytesPerSample = heads * tq * scoreRowLength(tk) * 4;
+  let samples = Math.min(batch, Math.floor(ctx.device.limits.maxComputeWorkgroupsPerDimension / heads));
+  while (samples > 0 && roundedSize(samples * bytesPerSample) > ctx.maxBindingBytes) samples--;
+  return samples;
+}
+
+/** Query rows per workgroup of the row kernel: one 8-lane SIMD chunk of a software adapter. */
+const SOFTMAX_WORKGROUP_SIZE = 8;
+
+function gemmAttention(ctx: KernelContext, q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions, sizes: AttentionSizes): Tensor {
+  const { batch } = sizes;
+  const chunk = samplesPerChunk(ctx, sizes);
+  if (chunk >= batch) return gemmAttentionChunk(ctx, q, k, v, options, sizes, 0, batch);
+  const outputs: Tensor[] = [];
+  for (let first = 0; first < batch; first += chunk) {
+    outputs.push(gemmAttentionChunk(ctx, q, k, v, options, sizes, first, Math.min(chunk, batch - first)));
+  }
+  const out = concat(ctx, outputs, 0);
+  for (const t of outputs) t.dispose();
+  return out;
+}
+
+/** Attention of samples `first .. first + samples` → [samples, Tq, H·dh]. */
+function gemmAttentionChunk(
+  ctx: KernelContext,
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  options: AttentionOptions,
+  sizes: AttentionSizes,
+  first: number,
+  samples: number,
+): Tensor {
+  const { heads, headDim, tq, tk } = sizes;
+  const width = heads * headDim;
+  const entries = samples * heads;
+  const kvStep = k.shape[0] === 1 ? 0 : 1;
+  const kvSampleStride = kvStep * tk * width;
+  const rowLength = scoreRowLength(tk);
+  const headAligned = Number(headDim % 4 === 0);
+  const gemm = { batch: entries, m: tq, operandTypes: {}, bias: undefined, biasPerRow: false, residual: undefined, residualBeforeActivation: false, activation: 'none' } as const;
+  const scores = recordGemm(ctx, {
+    ...gemm,
+    file: 'attention-operands',
+    n: rowLength,
+    k: headDim,
+    // heads; A = q: sample, head, row strides; B = k: sample, head, row strides; keys; offsets.
+    params: [u32(heads), u32(tq * width), u32(headDim), u32(width), u32(kvSampleStride), u32(headDim), u32(width), u32(tk), u32(first * tq * width), u32(first * kvSampleStride)],
+    a: q,
+    b: k,
+    constants: { A_ALIGNED: headAligned, B_ALIGNED: headAligned },
+    transposeB: true,
+    outShape: [entries, tq, rowLength],
+  });
+  const bias = options.bias;
+  const mask = options.keyPaddingMask;
+  ctx.record({
+    variant: { file: 'attention-softmax', entryPoint: 'main', constants: { WORKGROUP_SIZE: SOFTMAX_WORKGROUP_SIZE, BIAS_ALIGNED: Number(tk % 4 === 0) } },
+    params: [
+      u32(heads),
+      u32(tq),
+      u32(tk),
+      u32(rowLength / 4),
+      f32(options.scale),
+      u32(kvStep),
+      u32(bias ? 1 : 0),
+      u32(sizes.batchedBias ? heads * tq * tk : 0),
+      u32(mask ? 1 : 0),
+      u32(options.causal ? 1 : 0),
+      u32(first),
+    ],
+    bindings: [scores, bias ?? ctx.placeholder('f32'), mask ?? ctx.placeholder('i32')],
+    workgroups: [Math.ceil(tq / SOFTMAX_WORKGROUP_SIZE), entries],
+  });
+  const out = recordGemm(ctx, {
+    ...gemm,
+    file: 'attention-operands',
+    n: headDim,
+    k: tk,
+    // heads; A = P: sample, head, row strides; B = v: sample, head, row strides; columns; offsets.
+    params: [u32(heads), u32(heads * tq * rowLength), u32(tq * rowLength), u32(rowLength), u32(kvSampleStride), u32(headDim), u32(width), u32(headDim), u32(0), u32(first * kvSampleStride)],
+    a: scores,
+    b: v,
+    constants: { A_ALIGNED: 1, B_ALIGNED: headAligned, OUTPUT_GROUPS: heads },
+    transposeB: false,
+    outShape: [samples, tq, width],
+  });
+  scores.dispose();
+  return out;
+}
+
+function fusedAttention(ctx: KernelContext, q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions, sizes: AttentionSizes): Tensor {
   const { batch, heads, headDim, tq, tk } = sizes;
   if (headDim > MAX_HEAD_DIM) throw new Error(`attention: head dim ${headDim} exceeds ${MAX_HEAD_DIM}`);
   const out = ctx.output(q.shape);

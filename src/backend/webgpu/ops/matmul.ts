@@ -5,12 +5,18 @@
  * - `gemm_registers` (`kernels/gemm-registers.wgsl`) on software adapters with fixed-size subgroups
  *   (lavapipe): register blocking with A shared through subgroup shuffles, no workgroup memory.
  * - `gemm_tiled` everywhere else: 64×64 tiles in workgroup memory, 16×16 invocations of 4×4 blocks.
+ *
+ * A b beyond the storage binding limit (OFA's token table as the decoder's output projection:
+ * [59457, 768] f32 is 183 MB, the usual limit 128 MiB) is split along N when stored [N, K]
+ * (transposeB): one GEMM per chunk of rows of b (see `rowChunks`), joined by a concat.
  */
 import type { Activation, MatmulOptions } from '../../backend.js';
 import { matmulSizes } from '../../shapes.js';
-import type { Shape, Tensor } from '../../../tensor.js';
-import { type KernelContext, type ParamValue, u32 } from '../context.js';
+import { BYTES_PER_ELEMENT, type Shape, type Tensor, shapeToString } from '../../../tensor.js';
+import { type Binding, type KernelContext, type ParamValue, bindingTensor, u32 } from '../context.js';
 import type { KernelVariant } from '../kernels.js';
+import { binary } from './elementwise.js';
+import { concat, fitsOneBinding, rowChunks } from './indexing.js';
 import { operandVariant } from './types.js';
 
 /** Codes of `activate` in `kernels/activation.wgsl`. */
@@ -19,22 +25,23 @@ const ACTIVATION_CODE: Record<Activation, number> = { none: 0, relu: 1, gelu: 2 
 /** One GEMM `out[batch, m, n] = epilogue(Σ_k A[batch, m, k]·B[batch, k, n])` for the core kernels. */
 export interface Gemm {
   /** The kernel file that declares `Params` and loads the operands. */
-  file: 'matmul' | 'conv2d';
+  file: 'matmul' | 'conv2d' | 'attention-operands';
   batch: number;
   m: number;
   n: number;
   k: number;
   /** The operand file's `Params` fields after m, n, k. */
   params: readonly ParamValue[];
-  /** Bound at 1 and 2. */
+  /** Bound at 1 and 2; b may be a range (a chunk of a b beyond the binding limit). */
   a: Tensor;
-  b: Tensor;
+  b: Binding;
   /** The operand file's element-type aliases, e.g. `{ BType: b }`. */
   operandTypes: Readonly<Record<string, Tensor>>;
   /** The operand file's override constants. */
   constants: Readonly<Record<string, number>>;
   transposeB: boolean;
-  bias: Tensor | undefined;
+  /** May be a range, matching b's. */
+  bias: Binding | undefined;
   /** Bias per output row (conv2d's channels) rather than per column. */
   biasPerRow: boolean;
   residual: Tensor | undefined;
@@ -51,7 +58,7 @@ const TILE_THREADS = 16;
 const TILE_K = 16;
 
 /** The subgroup size gemm_registers can rely on: on a software adapter whose subgroups have one fixed size. */
-function registerLanes(ctx: KernelContext): number | undefined {
+export function registerLanes(ctx: KernelContext): number | undefined {
   const { subgroupMinSize, subgroupMaxSize } = ctx.device.adapterInfo;
   const fixed = subgroupMinSize !== undefined && subgroupMinSize === subgroupMaxSize;
   return ctx.capabilities.software && ctx.capabilities.subgroups && fixed ? subgroupMinSize : undefined;
@@ -61,7 +68,7 @@ export function recordGemm(ctx: KernelContext, g: Gemm): Tensor {
   const out = ctx.output(g.outShape);
   const bias = g.bias ?? ctx.placeholder('f32');
   const residual = g.residual ?? ctx.placeholder('f32');
-  const types = operandVariant({ ...g.operandTypes, BiasType: bias });
+  const types = operandVariant({ ...g.operandTypes, BiasType: bindingTensor(bias) });
   const constants = {
     ...g.constants,
     TRANSPOSE_B: Number(g.transposeB),
@@ -110,23 +117,46 @@ export function recordGemm(ctx: KernelContext, g: Gemm): Tensor {
 export function matmul(ctx: KernelContext, a: Tensor, b: Tensor, options: MatmulOptions = {}): Tensor {
   const { batch, m, k, n, batchedB, outShape } = matmulSizes(a, b, options);
   const transposeB = options.transposeB ?? false;
-  return recordGemm(ctx, {
-    file: 'matmul',
-    batch,
-    m,
-    n,
-    k,
-    params: [u32(batchedB ? k * n : 0)],
-    a,
-    b,
-    operandTypes: { BType: b },
-    constants: { K_ALIGNED: Number(k % 4 === 0), N_ALIGNED: Number(n % 4 === 0) },
-    transposeB,
-    bias: options.bias,
-    biasPerRow: false,
-    residual: options.residual,
-    residualBeforeActivation: false,
-    activation: options.activation ?? 'none',
-    outShape,
-  });
+  const { bias, residual } = options;
+  /** The GEMM of columns `start .. start + columns` (b's rows of them when split). */
+  const gemm = (bBinding: Binding, biasBinding: Binding | undefined, withResidual: Tensor | undefined, columns: number): Tensor =>
+    recordGemm(ctx, {
+      file: 'matmul',
+      batch,
+      m,
+      n: columns,
+      k,
+      params: [u32(batchedB ? k * n : 0)],
+      a,
+      b: bBinding,
+      operandTypes: { BType: b },
+      constants: { K_ALIGNED: Number(k % 4 === 0), N_ALIGNED: Number(columns % 4 === 0) },
+      transposeB,
+      bias: biasBinding,
+      biasPerRow: false,
+      residual: withResidual,
+      residualBeforeActivation: false,
+      activation: options.activation ?? 'none',
+      outShape: [...outShape.slice(0, -1), columns],
+    });
+  // Only a shared b stored [N, K] has contiguous column blocks (splitting K would need accumulation).
+  if ((!transposeB || batchedB) && !fitsOneBinding(ctx, b)) {
+    const bytes = b.size * BYTES_PER_ELEMENT[b.dtype];
+    throw new Error(
+      `matmul: b ${shapeToString(b.shape)} ${b.dtype} (${bytes} bytes) exceeds the storage binding limit of ${ctx.maxBindingBytes} bytes ` +
+        `(maxStorageBufferBindingSize) and only a shared b stored [N, K] (transposeB) can be split: store it transposed, or in f16`,
+    );
+  }
+  const chunks = rowChunks(ctx, 'matmul', b, transposeB && !batchedB ? n : 1, bias ? [BYTES_PER_ELEMENT[bias.dtype]] : []);
+  if (chunks.length === 1) return gemm(chunks[0]!.binding, bias, residual, n);
+  // One output per column block, joined along the last axis (the decoder's M is 1–5: a cheap copy).
+  // The residual comes after the activation in matmul's epilogue, so adding it once to the joined
+  // output is the same arithmetic as fusing it per block.
+  const blocks = chunks.map((c) => gemm(c.binding, bias && { tensor: bias, offset: c.start, length: c.rows }, undefined, c.rows));
+  const joined = concat(ctx, blocks, outShape.length - 1);
+  for (const block of blocks) block.dispose();
+  if (!residual) return joined;
+  const out = binary(ctx, 'add', joined, residual);
+  joined.dispose();
+  return out;
 }

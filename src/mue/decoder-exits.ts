@@ -1,0 +1,302 @@
+/**
+ * MuE's decoder exits (mue-spec.md §3) in cached decoding: in each step, after every layer, the
+ * similarity of the current token's state with its state before the layer; above the step's
+ * threshold the sequence (beam) stops, the final LayerNorm and output projection read its exit
+ * state, and the key/value caches of the layers it skipped are filled so that later tokens can
+ * attend to this one there. Two fills:
+ *
+ * - `'copy'` (the authors' code): for every skipped layer j > i (i = the exit layer), the
+ *   sequence's whole self-attention keys/values AND its cross-attention keys/values of layer j
+ *   become layer i's. This overwrites the earlier positions of layer j too, and later tokens that
+ *   go deeper attend there to keys/values projected by layer i's weights. With per-sample
+ *   decisions the cross keys/values of a layer can then differ between beams: the session then
+ *   holds that layer's `[B, N, d]` ones (see `DecodingSession.setCache`), which `reorder` follows.
+ * - `'project'` (CALM, Schuster et al. 2022): only this token's row of layer j's self-attention
+ *   keys/values is filled, projected from the exit state with layer j's own
+ *   `self_attn_layer_norm` and k/v projections; earlier rows and the cross keys/values stay.
+ *
+ * The decisions come from an `ExitTracker` (src/mue/exit.ts): on the device (no read-back until
+ * the step's logits are read; the fills select per beam with `where` on the done-before flags of
+ * each layer, which say which beams skipped it) or on the host (the reference: JavaScript reads
+ * the flags and picks). `'per-sample'` scope decides for each beam alone; `'batch'` once for all
+ * (the authors run batch 1).
+ *
+ * `exitingStep` runs one step; `ExitingStepDecoder` is the generators' `StepDecoder` with exits
+ * and the authors' threshold schedule, collecting one `StreamReport` per decoded token.
+ */
+import type { Backend } from '../backend/backend.js';
+import type { DecodingSession, KeyValues, LayerCache, SelfAttentionCache } from '../models/ofa/decoder.js';
+import type { EncoderOutput } from '../models/ofa/encoder.js';
+import type { OfaModel } from '../models/ofa/model.js';
+import { OfaStepDecoder } from '../models/ofa/step-decoder.js';
+import type { Tensor } from '../tensor.js';
+import { type DecisionScope, type DecisionSite, type ExitOptions, ExitTracker } from './exit.js';
+import { type ExitReport, type StreamReport, exitReport, readStreamReport } from './report.js';
+import { decoderThreshold } from './schedule.js';
+
+/** How the caches of the layers a sequence skipped are filled (see the module comment). */
+export type CacheFill = 'copy' | 'project';
+
+export interface DecoderStepExitOptions extends ExitOptions {
+  /**
+   * This step's threshold (`decoderThreshold` gives the authors' schedule). At 1 or above no
+   * sequence exits (cos ≤ 1): the step then equals the plain step and fills no cache.
+   */
+  threshold: number;
+  fill: CacheFill;
+}
+
+export interface ExitingStepResult {
+  /** `[B, 1, d]`: each sequence's exit state (the last layer's output when it did not exit). */
+  state: Tensor;
+  /** `[B, d]`: the final LayerNorm of `state`. */
+  lastHiddenState: Tensor;
+  /** `[B, V]`. */
+  logits: Tensor;
+  /** The step's decisions, still on the device: read them (`readStreamReport`), then dispose it. */
+  tracker: ExitTracker;
+}
+
+/**
+ * One decoding step of `session` with exits: `begin`, each layer through an `ExitTracker`, the
+ * cache fills of skipped layers, `end` on the carried (exit) states. The caller owns the tensors
+ * and the tracker of the result.
+ */
+export async function exitingStep(
+  session: DecodingSession,
+  tokens: readonly number[],
+  options: DecoderStepExitOptions,
+): Promise<ExitingStepResult> {
+  const { decoder } = session;
+  const backend = decoder.backend;
+  // cos ≤ 1: a threshold of 1 or more never exits, not even when the similarity rounds above 1.
+  const exits = options.threshold < 1;
+  const threshold = exits ? options.threshold : Infinity;
+  const tracker = new ExitTracker(backend, { threshold, site: options.site, scope: options.scope });
+  const filler = new CacheFiller(backend, session, options);
+  const step = session.begin(tokens);
+  let x = step.hidden;
+  try {
+    for (let l = 0; l < decoder.layerCount; l++) {
+      const doneBefore = tracker.done;
+      const before = session.cacheOf(l);
+      let computed: SelfAttentionCache | undefined;
+      const next = await tracker.step(l, x, (h) => {
+        const out = session.computeLayer(l, h, step);
+        computed = out.self;
+        return out.hidden;
+      });
+      // `x` is what layer l received: for the beams that had stopped, their exit state.
+      if (exits && doneBefore) await filler.fill(l, doneBefore, x, before, computed);
+      else session.setCache(l, { self: computed! });
+      if (next !== x) x.dispose();
+      x = next;
+    }
+  } catch (error) {
+    x.dispose();
+    tracker.dispose();
+    throw error;
+  } finally {
+    filler.dispose();
+  }
+  const { lastHiddenState, logits } = session.end(x, step);
+  return { state: x, lastHiddenState, logits, tracker };
+}
+
+/** The cache fills of one step. */
+class CacheFiller {
+  /** f32 `[B]` zeros and ones, for the inverted flags (made on first use). */
+  #constants: { zeros: Tensor; ones: Tensor } | undefined;
+
+  constructor(
+    private readonly backend: Backend,
+    private readonly session: DecodingSession,
+    private readonly options: DecoderStepExitOptions,
+  ) {}
+
+  /**
+   * Stores layer `l`'s cache after the layer ran (`computed`: its self keys/values, unspecified
+   * for skipped beams; none when the host skipped the layer), filling it for the beams flagged in
+   * `doneBefore` from their exit states `exitState [B, 1, d]` and the cache `before` the layer.
+   */
+  async fill(
+    l: number,
+    doneBefore: Tensor,
+    exitState: Tensor,
+    before: LayerCache,
+    computed: SelfAttentionCache | undefined,
+  ): Promise<void> {
+    const { backend, session } = this;
+    const discard = (kv: KeyValues | undefined): void => {
+      kv?.keys.dispose();
+      kv?.values.dispose();
+    };
+    let some = true;
+    let all = false;
+    if (this.options.site === 'host') {
+      const flags = await doneBefore.read();
+      some = flags.some((f) => f !== 0);
+      all = flags.every((f) => f !== 0);
+      if (!some) return session.setCache(l, { self: computed! });
+    }
+    // The done-before flags choose per beam (device: always; host: only when they differ).
+    const select = (filled: KeyValues, own: KeyValues): KeyValues => ({
+      keys: backend.where(doneBefore, filled.keys, own.keys),
+      values: backend.where(doneBefore, filled.values, own.values),
+    });
+
+    if (this.options.fill === 'project') {
+      // This token's row of layer l from the exit state, after the rows cached before.
+      const projectRow = (): KeyValues =>
+        backend.tidy(() => {
+          const row = session.decoder.selfKeyValues(l, exitState);
+          if (!before.self) return row;
+          return {
+            keys: backend.concat([before.self.keys, row.keys], 1),
+            values: backend.concat([before.self.values, row.values], 1),
+          };
+        });
+      if (all) {
+        discard(computed);
+        return session.setCache(l, { self: projectRow() });
+      }
+      // Device: skipped unless some beam has stopped (where then takes `computed` everywhere).
+      let filled: KeyValues;
+      if (this.options.site === 'device') {
+        const notDone = this.#notDone(doneBefore);
+        filled = backend.unlessAll(notDone, projectRow);
+        notDone.dispose();
+      } else {
+        filled = projectRow();
+      }
+      const self = select(filled, computed!);
+      discard(filled);
+      discard(computed);
+      return session.setCache(l, { self });
+    }
+
+    // 'copy': layer l − 1's cache already holds, for these beams, their exit layer's (l ≥ 1 here).
+    const source = session.cacheOf(l - 1);
+    if (!source.self) throw new Error(`internal: layer ${l - 1} has no cache to copy`);
+    if (all) {
+      discard(computed);
+      return session.setCache(l, { self: this.#copy(source.self), cross: this.#copy(source.cross) });
+    }
+    const self = select(source.self, computed!);
+    discard(computed);
+    // Beams may now differ: per-sample decisions need per-beam cross keys/values `[B, N, d]`
+    // (as do a layer's whose are already per beam); shared `[1, N, d]` ones stay shared otherwise.
+    const batch = session.batch;
+    const perBeam =
+      (this.options.scope === 'per-sample' && batch > 1) || source.cross.keys.shape[0] !== before.cross.keys.shape[0];
+    const temporaries: KeyValues[] = [];
+    const widen = (kv: KeyValues): KeyValues => {
+      if (!perBeam || kv.keys.shape[0] === batch) return kv;
+      const repeat = (t: Tensor): Tensor => backend.concat(Array.from({ length: batch }, () => t), 0);
+      const wide = { keys: repeat(kv.keys), values: repeat(kv.values) };
+      temporaries.push(wide);
+      return wide;
+    };
+    const cross = select(widen(source.cross), widen(before.cross));
+    temporaries.forEach(discard);
+    session.setCache(l, { self, cross });
+  }
+
+  /** i32 `[B]`: 1 for the beams that have not stopped (on the device). */
+  #notDone(done: Tensor): Tensor {
+    const { backend } = this;
+    const n = done.shape[0]!;
+    this.#constants ??= {
+      zeros: backend.upload(new Float32Array(n), [n], 'f32'),
+      ones: backend.upload(new Float32Array(n).fill(1), [n], 'f32'),
+    };
+    const going = backend.where(done, this.#constants.zeros, this.#constants.ones);
+    const flags = backend.exceeds(going, 0.5);
+    going.dispose();
+    return flags;
+  }
+
+  #copy(kv: KeyValues): KeyValues {
+    const { backend } = this;
+    const whole = (t: Tensor): Tensor => backend.slice(t, 0, 0, t.shape[0]!);
+    return { keys: whole(kv.keys), values: whole(kv.values) };
+  }
+
+  dispose(): void {
+    this.#constants?.zeros.dispose();
+    this.#constants?.ones.dispose();
+  }
+}
+
+/** Decoder exit settings of a generation. */
+export interface DecoderExitSettings {
+  /** `decoder_thres` (mue-spec.md §5: 0.9 for captions); a step threshold > 1 never exits. */
+  threshold: number;
+  /**
+   * The generation's `max_len` (beam search: `maxGenerationLength`): the step thresholds follow
+   * the authors' schedule (`decoderThreshold`). Without it, `threshold` applies at every step.
+   */
+  maxLen?: number;
+  /** Default `'device'`. */
+  site?: DecisionSite;
+  /** Default `'per-sample'` (each beam on its own); `'batch'` is the authors' one decision. */
+  scope?: DecisionScope;
+  /** Default `'copy'` (the authors'). */
+  fill?: CacheFill;
+}
+
+/**
+ * The generators' step decoder with MuE's decoder exits: beam search and greedy decoding get
+ * exits unchanged. Each step's decisions are read once its log-probabilities have been read
+ * (no extra wait for the device), into `reports` (stream `token t`, one per step).
+ */
+export class ExitingStepDecoder extends OfaStepDecoder {
+  readonly settings: Readonly<Required<Omit<DecoderExitSettings, 'maxLen'>>> & { maxLen?: number };
+  /** One report per step run, in order: the layers each beam ran for that token. */
+  readonly reports: StreamReport[] = [];
+  #pending: ExitTracker | undefined;
+
+  constructor(model: OfaModel, encoderOutput: EncoderOutput, beams: number, settings: DecoderExitSettings) {
+    super(model, encoderOutput, beams);
+    if (Number.isNaN(settings.threshold)) throw new Error('decoder exits: the threshold is NaN');
+    this.settings = { site: 'device', scope: 'per-sample', fill: 'copy', ...settings };
+  }
+
+  /** The threshold of step `step`. */
+  stepThreshold(step: number): number {
+    const { threshold, maxLen } = this.settings;
+    return maxLen === undefined ? threshold : decoderThreshold(threshold, step, maxLen);
+  }
+
+  /** The decoder part of the exit report over the steps run so far. */
+  report(wallMs = 0): ExitReport {
+    return exitReport([], this.reports, wallMs);
+  }
+
+  protected override async forward(tokens: number[], step: number): Promise<Tensor> {
+    const { site, scope, fill } = this.settings;
+    const result = await exitingStep(this.session, tokens, { threshold: this.stepThreshold(step), site, scope, fill });
+    result.state.dispose();
+    result.lastHiddenState.dispose();
+    this.#pending?.dispose();
+    this.#pending = result.tracker;
+    return result.logits;
+  }
+
+  protected override async afterRead(step: number): Promise<void> {
+    const tracker = this.#pending;
+    if (!tracker) return;
+    this.#pending = undefined;
+    try {
+      this.reports.push(await readStreamReport(`token ${step}`, tracker, this.session.decoder.layerCount, 1));
+    } finally {
+      tracker.dispose();
+    }
+  }
+
+  override dispose(): void {
+    this.#pending?.dispose();
+    this.#pending = undefined;
+    super.dispose();
+  }
+}

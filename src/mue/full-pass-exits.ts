@@ -1,0 +1,107 @@
+/**
+ * MuE's decoder exits in a full teacher-forced pass (mue-spec.md §3, "and in a full
+ * teacher-forced pass"): what the authors' SNLI-VE evaluation runs. The decoder reads the whole
+ * prompt `[BOS] + prompt` at once (no cache, no generation), and after every layer one decision
+ * covers every position:
+ *
+ *     x_i = decoder_layer_i(x_{i−1}, encoder_out)          # [B, T, d], all T positions
+ *     sim = cos(flatten(x_i), flatten(x_{i−1}))             # one scalar over T × d (per sample)
+ *     if sim > threshold: stop; x = x_i
+ *     logits = output_projection(final_layer_norm(x))
+ *
+ * There is no cache to fill (nothing is decoded after the pass) and no threshold schedule: the
+ * schedule belongs to the sequence generator, which a full pass does not use, so `threshold` is
+ * `decoder_thres` as given (0.7 in the authors' SNLI-VE script). A threshold of 1 or more never
+ * exits, and the pass then equals `OfaDecoder.decodeFull` exactly.
+ */
+import type { EncoderOutput } from '../models/ofa/encoder.js';
+import type { OfaDecoder } from '../models/ofa/decoder.js';
+import type { OfaModel } from '../models/ofa/model.js';
+import { checkTextLength } from '../models/ofa/positions.js';
+import type { Tensor } from '../tensor.js';
+import { type DecisionScope, type DecisionSite, ExitTracker } from './exit.js';
+import { type StreamReport, readStreamReport } from './report.js';
+
+export interface FullPassExitOptions {
+  /** `decoder_thres`; 1 or more never exits. */
+  threshold: number;
+  /** Default `'device'`. */
+  site?: DecisionSite;
+  /** Default `'per-sample'` (each sequence's T × d flattened on its own); `'batch'`: all at once. */
+  scope?: DecisionScope;
+  /** The report's stream name (default `'prompt'`). */
+  stream?: string;
+}
+
+export interface FullPassExitResult {
+  /** `[B, T, d]`: the final LayerNorm of the exit state. */
+  lastHiddenState: Tensor;
+  /** `[B, T, V]`. */
+  logits: Tensor;
+  /** The pass's decisions: layers run per sequence, one similarity per layer run (tokens = T). */
+  report: StreamReport;
+  dispose(): void;
+}
+
+/**
+ * Teacher-forced decoding of B equal-length sequences `ids` (each starting with BOS) with MuE's
+ * decoder exits; the counterpart of `OfaDecoder.decodeFull`.
+ */
+export async function decodeFullWithExits(
+  source: OfaModel | OfaDecoder,
+  encoderOutput: EncoderOutput,
+  ids: readonly (readonly number[])[],
+  options: FullPassExitOptions,
+): Promise<FullPassExitResult> {
+  const decoder = 'decoder' in source ? source.decoder : source;
+  const { backend } = decoder;
+  if (typeof options.threshold !== 'number' || Number.isNaN(options.threshold)) {
+    throw new Error(`decodeFullWithExits: the threshold must be a number, got ${String(options.threshold)}`);
+  }
+  const batch = ids.length;
+  const length = ids[0]?.length ?? 0;
+  if (batch === 0 || length === 0) throw new Error('decodeFullWithExits: needs at least one non-empty sequence');
+  if (ids.some((row) => row.length !== length)) {
+    throw new Error(`decodeFullWithExits: needs sequences of equal length, got ${ids.map((r) => r.length).join(', ')}`);
+  }
+  checkTextLength(decoder.config, length, 'decoder sequence');
+  // cos ≤ 1: a threshold of 1 or more never exits, not even when the similarity rounds above 1.
+  const threshold = options.threshold < 1 ? options.threshold : Infinity;
+  const tracker = new ExitTracker(backend, {
+    threshold,
+    site: options.site ?? 'device',
+    scope: options.scope ?? 'per-sample',
+  });
+
+  const memory = decoder.memory(encoderOutput);
+  const positions = decoder.decoderPositions(0, length);
+  const selfKeys = decoder.selfPositionKeys(positions);
+  const pass = decoder.pass(positions, selfKeys, memory);
+  positions.dispose();
+  selfKeys.dispose();
+  let x: Tensor | undefined;
+  let finished: { lastHiddenState: Tensor; logits: Tensor } | undefined;
+  try {
+    x = decoder.embed(ids.flat(), batch, length);
+    for (let l = 0; l < decoder.layerCount; l++) {
+      const next: Tensor = await tracker.step(l, x, (h) => decoder.layer(l, h, pass, memory));
+      if (tracker.decisions.at(-1)!.skippedOnHost) break; // host: every sequence has stopped
+      if (next !== x) x.dispose();
+      x = next;
+    }
+    finished = decoder.finish(x);
+    const report = await readStreamReport(options.stream ?? 'prompt', tracker, decoder.layerCount, length);
+    const { lastHiddenState, logits } = finished;
+    return { lastHiddenState, logits, report, dispose: () => [lastHiddenState, logits].forEach((t) => t.dispose()) };
+  } catch (error) {
+    finished?.lastHiddenState.dispose();
+    finished?.logits.dispose();
+    throw error;
+  } finally {
+    x?.dispose();
+    tracker.dispose();
+    pass.selfPositionBias.dispose();
+    pass.crossPositionBias.dispose();
+    memory.dispose();
+  }
+}
