@@ -7,22 +7,14 @@ import { describe, expect, it } from 'vitest';
 import type { Backend } from '../../src/backend/backend.js';
 import { CpuBackend } from '../../src/backend/cpu/cpu-backend.js';
 import { floatsToHalves } from '../../src/half.js';
-import { type HostArray, type Shape, type Tensor, sizeOf } from '../../src/tensor.js';
+import { type Shape, type Tensor, sizeOf } from '../../src/tensor.js';
 import { expectClose } from '../helpers/compare.js';
 import { createRng, randomFloats } from '../helpers/random.js';
 import { webgpuBackend } from '../helpers/webgpu.js';
+import { evaluate } from '../helpers/evaluate.js';
 
 const cpu = new CpuBackend();
 const gpu = await webgpuBackend();
-
-async function evaluate(backend: Backend, op: (b: Backend) => Tensor): Promise<HostArray> {
-  const result = backend.tidy(() => op(backend));
-  try {
-    return await result.read();
-  } finally {
-    result.dispose();
-  }
-}
 
 async function expectSameOnBoth(op: (b: Backend) => Tensor): Promise<number[]> {
   const [actual, expected] = [await evaluate(gpu, op), await evaluate(cpu, op)];

@@ -12,10 +12,11 @@ import { CpuBackend } from '../../src/backend/cpu/cpu-backend.js';
 import { WebGpuBackend } from '../../src/backend/webgpu/index.js';
 import { loadKernelSources } from '../../src/backend/webgpu/kernels.js';
 import { floatsToHalves } from '../../src/half.js';
-import type { HostArray, Tensor } from '../../src/tensor.js';
+import type { Tensor } from '../../src/tensor.js';
 import { expectClose } from '../helpers/compare.js';
 import { createRng, randomFloats } from '../helpers/random.js';
 import { webgpuBackend } from '../helpers/webgpu.js';
+import { evaluate } from '../helpers/evaluate.js';
 
 const cpu = new CpuBackend();
 const gpu = await webgpuBackend();
@@ -30,15 +31,6 @@ function limited(limit: number): [string, WebGpuBackend][] {
 }
 
 const TOLERANCE = { atol: 1e-4, rtol: 1e-4 };
-
-async function evaluate(backend: Backend, op: (b: Backend) => Tensor): Promise<HostArray> {
-  const result = backend.tidy(() => op(backend));
-  try {
-    return await result.read();
-  } finally {
-    result.dispose();
-  }
-}
 
 interface MatmulCase {
   batch?: number[];

@@ -10,26 +10,17 @@ import { CpuBackend } from '../../src/backend/cpu/cpu-backend.js';
 import { WebGpuBackend } from '../../src/backend/webgpu/index.js';
 import { loadKernelSources } from '../../src/backend/webgpu/kernels.js';
 import { floatsToHalves } from '../../src/half.js';
-import type { HostArray, Shape, Tensor } from '../../src/tensor.js';
+import type { HostArray, Shape } from '../../src/tensor.js';
 import { expectClose } from '../helpers/compare.js';
 import { type Rng, createRng, randomFloats } from '../helpers/random.js';
 import { webgpuBackend } from '../helpers/webgpu.js';
+import { evaluate } from '../helpers/evaluate.js';
 
 const cpu = new CpuBackend();
 const gpu = await webgpuBackend();
 const fallback = new WebGpuBackend({ device: gpu.device, capabilities: { ...gpu.capabilities, subgroups: false } }, await loadKernelSources());
 const paths: [string, WebGpuBackend][] = [['workgroup-memory reductions', fallback]];
 if (gpu.capabilities.subgroups) paths.unshift(['subgroup reductions', gpu]);
-
-/** Runs `op` on `backend` and reads its result back. */
-async function evaluate(backend: Backend, op: (b: Backend) => Tensor): Promise<HostArray> {
-  const result = backend.tidy(() => op(backend));
-  try {
-    return await result.read();
-  } finally {
-    result.dispose();
-  }
-}
 
 /** Runs topk on `backend` and reads values and indices back. */
 async function evaluateTopk(backend: Backend, x: Float32Array, shape: Shape, k: number): Promise<[HostArray, HostArray]> {

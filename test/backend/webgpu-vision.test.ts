@@ -11,10 +11,11 @@ import { CpuBackend } from '../../src/backend/cpu/cpu-backend.js';
 import { WebGpuBackend } from '../../src/backend/webgpu/index.js';
 import { loadKernelSources } from '../../src/backend/webgpu/kernels.js';
 import { floatsToHalves } from '../../src/half.js';
-import type { HostArray, Tensor } from '../../src/tensor.js';
+import type { Tensor } from '../../src/tensor.js';
 import { expectClose } from '../helpers/compare.js';
 import { createRng, randomFloats } from '../helpers/random.js';
 import { webgpuBackend } from '../helpers/webgpu.js';
+import { evaluate } from '../helpers/evaluate.js';
 
 const cpu = new CpuBackend();
 const gpu = await webgpuBackend();
@@ -29,15 +30,6 @@ const paths: [string, WebGpuBackend][] = [
  * f32 here and f64 on the CPU: rounding error ~2⁻²⁴·K/7 ≤ 2e-5, so atol 1e-4 + rtol 1e-4 as for matmul.
  */
 const TOLERANCE = { atol: 1e-4, rtol: 1e-4 };
-
-async function evaluate(backend: Backend, op: (b: Backend) => Tensor): Promise<HostArray> {
-  const result = backend.tidy(() => op(backend));
-  try {
-    return await result.read();
-  } finally {
-    result.dispose();
-  }
-}
 
 interface ConvCase {
   /** x: [B, Cin, H, W]. */
