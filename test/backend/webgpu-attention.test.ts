@@ -14,19 +14,16 @@ import { describe, expect, it } from 'vitest';
 import type { AttentionOptions, Backend } from '../../src/backend/backend.js';
 import { CpuBackend } from '../../src/backend/cpu/cpu-backend.js';
 import { WebGpuBackend } from '../../src/backend/webgpu/index.js';
-import { loadKernelSources } from '../../src/backend/webgpu/kernels.js';
 import type { HostArray } from '../../src/tensor.js';
 import { expectClose } from '../helpers/compare.js';
 import { type Rng, createRng, randomFloats } from '../helpers/random.js';
-import { webgpuBackend } from '../helpers/webgpu.js';
+import { webgpuBackendWith } from '../helpers/webgpu.js';
 
 const cpu = new CpuBackend();
-const gpu = await webgpuBackend();
-const sources = await loadKernelSources();
 const layouts: [string, WebGpuBackend][] = [
-  ['dense rows', new WebGpuBackend({ device: gpu.device, capabilities: { ...gpu.capabilities, software: true } }, sources)],
-  ['shared key tiles', new WebGpuBackend({ device: gpu.device, capabilities: { ...gpu.capabilities, software: false } }, sources)],
-  ['software without subgroups', new WebGpuBackend({ device: gpu.device, capabilities: { ...gpu.capabilities, software: true, subgroups: false } }, sources)],
+  ['dense rows', await webgpuBackendWith({ software: true })],
+  ['shared key tiles', await webgpuBackendWith({ software: false })],
+  ['software without subgroups', await webgpuBackendWith({ software: true, subgroups: false })],
 ];
 
 /** q, k, v, bias in [−1, 1): O(1) outputs, whose f32 rounding in dots and sums stays below 1e-5. */
@@ -150,11 +147,13 @@ describe.each(layouts)('attention with %s', (_, backend) => {
   });
 });
 
+const chunked = await webgpuBackendWith({ software: true }, { maxBindingBytes: 22_000 });
+
 describe('attention as GEMMs in chunks of samples', () => {
   // A 22 000-byte binding limit: the scores (f32, rows padded to 4 keys) of one sample of 2 heads ×
   // 64 queries × 37 keys (20 KiB) fit, two do not; with 13 keys two samples fit, three do not. So
   // batches of 3 run in chunks of 1 or of 2 and 1 (offsets into q, k, v, the mask and the bias).
-  const backend = new WebGpuBackend({ device: gpu.device, capabilities: { ...gpu.capabilities, software: true } }, sources, { maxBindingBytes: 22_000 });
+  const backend = chunked;
   const cases: Case[] = [
     { batch: 3, tq: 64, tk: 37, heads: 2, headDim: 8, bias: 'shared', padding: 0.2, causal: true },
     { batch: 3, tq: 64, tk: 37, heads: 2, headDim: 8, sharedKv: true, padding: 0.2 },

@@ -9,26 +9,18 @@
 import { describe, expect, it } from 'vitest';
 import type { Activation, Backend, MatmulOptions } from '../../src/backend/backend.js';
 import { CpuBackend } from '../../src/backend/cpu/cpu-backend.js';
-import { WebGpuBackend } from '../../src/backend/webgpu/index.js';
-import { loadKernelSources } from '../../src/backend/webgpu/kernels.js';
+import type { WebGpuBackend } from '../../src/backend/webgpu/index.js';
 import { floatsToHalves } from '../../src/half.js';
 import type { Tensor } from '../../src/tensor.js';
 import { expectClose } from '../helpers/compare.js';
 import { createRng, randomFloats } from '../helpers/random.js';
-import { webgpuBackend } from '../helpers/webgpu.js';
+import { gemmPaths, webgpuBackend } from '../helpers/webgpu.js';
 import { evaluate } from '../helpers/evaluate.js';
 
 const cpu = new CpuBackend();
 const gpu = await webgpuBackend();
-const sources = await loadKernelSources();
 /** Backends on the same device whose binding limit is `limit` bytes; both GEMM kernels. */
-function limited(limit: number): [string, WebGpuBackend][] {
-  const options = { maxBindingBytes: limit };
-  return [
-    [gpu.capabilities.software ? 'register-blocked GEMM' : 'the adapter’s GEMM', new WebGpuBackend(gpu, sources, options)],
-    ['workgroup-memory GEMM', new WebGpuBackend({ device: gpu.device, capabilities: { ...gpu.capabilities, software: false } }, sources, options)],
-  ];
-}
+const limited = (limit: number): Promise<[string, WebGpuBackend][]> => gemmPaths({ maxBindingBytes: limit });
 
 const TOLERANCE = { atol: 1e-4, rtol: 1e-4 };
 
@@ -63,7 +55,7 @@ async function expectSplitMatmulMatches(c: MatmulCase): Promise<void> {
     return be.matmul(be.upload(a, [...batch, c.m, c.k]), bTensor, options);
   };
   const expected = await evaluate(cpu, op);
-  for (const [name, backend] of limited(limit)) {
+  for (const [name, backend] of await limited(limit)) {
     const actual = await evaluate(backend, op);
     expect(actual.length).toBe(batchSize * c.m * c.n);
     expectClose(actual, expected, TOLERANCE, `matmul ${label} on the ${name} at a ${limit}-byte limit`);
@@ -81,7 +73,7 @@ describe('matmul with b [N, K] beyond the binding limit', () => {
   it('f16 b, M = 1, no epilogue', () => expectSplitMatmulMatches({ m: 1, k: 128, n: 777, f16B: true }));
 
   it('refuses b [K, N] beyond the limit with a clear error', async () => {
-    const [[, backend]] = limited(16 * 1024) as [[string, WebGpuBackend]];
+    const [[, backend]] = (await limited(16 * 1024)) as [[string, WebGpuBackend]];
     const a = backend.upload(new Float32Array(64), [1, 64]);
     const b = backend.upload(new Float32Array(64 * 1000), [64, 1000]);
     expect(() => backend.matmul(a, b)).toThrow(/exceeds the storage binding limit of 16384 bytes .*transposeB/);
@@ -122,7 +114,7 @@ describe('gather from a table beyond the binding limit', () => {
       ids.forEach((id, i) => {
         if (outside(id)) expected.fill(0, i * cols, (i + 1) * cols);
       });
-      const [[, backend]] = limited(limit) as [[string, WebGpuBackend]];
+      const [[, backend]] = (await limited(limit)) as [[string, WebGpuBackend]];
       // The first result leaves data in the pooled output buffer the second reuses: an output
       // element no chunk wrote would show.
       await evaluate(backend, op);

@@ -8,22 +8,15 @@
 import { describe, expect, it } from 'vitest';
 import type { Activation, Backend, MatmulOptions } from '../../src/backend/backend.js';
 import { CpuBackend } from '../../src/backend/cpu/cpu-backend.js';
-import { WebGpuBackend } from '../../src/backend/webgpu/index.js';
-import { loadKernelSources } from '../../src/backend/webgpu/kernels.js';
 import { floatsToHalves } from '../../src/half.js';
 import type { Tensor } from '../../src/tensor.js';
 import { expectClose } from '../helpers/compare.js';
 import { type Rng, createRng, randomFloats } from '../helpers/random.js';
-import { webgpuBackend } from '../helpers/webgpu.js';
+import { gemmPaths } from '../helpers/webgpu.js';
 import { evaluate } from '../helpers/evaluate.js';
 
 const cpu = new CpuBackend();
-const gpu = await webgpuBackend();
-const tiled = new WebGpuBackend({ device: gpu.device, capabilities: { ...gpu.capabilities, software: false } }, await loadKernelSources());
-const paths: [string, WebGpuBackend][] = [
-  [gpu.capabilities.software ? 'register-blocked GEMM' : 'the adapter’s GEMM', gpu],
-  ['workgroup-memory GEMM', tiled],
-];
+const paths = await gemmPaths();
 
 /**
  * Operands are uniform in [−1, 1). The kernels sum K products in f32, the CPU in f64: the f32

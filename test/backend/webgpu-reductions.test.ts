@@ -8,17 +8,16 @@ import { describe, expect, it } from 'vitest';
 import type { Backend } from '../../src/backend/backend.js';
 import { CpuBackend } from '../../src/backend/cpu/cpu-backend.js';
 import { WebGpuBackend } from '../../src/backend/webgpu/index.js';
-import { loadKernelSources } from '../../src/backend/webgpu/kernels.js';
 import { floatsToHalves } from '../../src/half.js';
 import type { HostArray, Shape } from '../../src/tensor.js';
 import { expectClose } from '../helpers/compare.js';
 import { type Rng, createRng, randomFloats } from '../helpers/random.js';
-import { webgpuBackend } from '../helpers/webgpu.js';
+import { webgpuBackend, webgpuBackendWith } from '../helpers/webgpu.js';
 import { evaluate } from '../helpers/evaluate.js';
 
 const cpu = new CpuBackend();
 const gpu = await webgpuBackend();
-const fallback = new WebGpuBackend({ device: gpu.device, capabilities: { ...gpu.capabilities, subgroups: false } }, await loadKernelSources());
+const fallback = await webgpuBackendWith({ subgroups: false });
 const paths: [string, WebGpuBackend][] = [['workgroup-memory reductions', fallback]];
 if (gpu.capabilities.subgroups) paths.unshift(['subgroup reductions', gpu]);
 

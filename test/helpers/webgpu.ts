@@ -2,7 +2,10 @@
  * The WebGPU backend for kernel tests. CI runs on lavapipe (software Vulkan); where no adapter
  * exists at all the WebGPU suites fail with the install hint rather than pass vacuously.
  */
-import { createWebGpuBackend, type WebGpuBackend } from '../../src/backend/webgpu/index.js';
+import type { KernelContextOptions } from '../../src/backend/webgpu/context.js';
+import type { DeviceCapabilities } from '../../src/backend/webgpu/device.js';
+import { WebGpuBackend, createWebGpuBackend } from '../../src/backend/webgpu/index.js';
+import { loadKernelSources } from '../../src/backend/webgpu/kernels.js';
 
 let shared: Promise<WebGpuBackend> | undefined;
 
@@ -11,4 +14,23 @@ export function webgpuBackend(): Promise<WebGpuBackend> {
   process.env.XDG_RUNTIME_DIR ??= '/tmp';
   shared ??= createWebGpuBackend();
   return shared;
+}
+
+/**
+ * A second backend on the shared device that believes the adapter has other capabilities, so a
+ * test can force a kernel path the adapter would not pick (e.g. the tiled GEMM on lavapipe).
+ */
+export async function webgpuBackendWith(capabilities: Partial<DeviceCapabilities>, options?: KernelContextOptions): Promise<WebGpuBackend> {
+  const gpu = await webgpuBackend();
+  return new WebGpuBackend({ device: gpu.device, capabilities: { ...gpu.capabilities, ...capabilities } }, await loadKernelSources(), options);
+}
+
+/** Both GEMM kernels, named: the adapter's own choice and the workgroup-memory tiled one. */
+export async function gemmPaths(options?: KernelContextOptions): Promise<[string, WebGpuBackend][]> {
+  const gpu = await webgpuBackend();
+  const own = options ? await webgpuBackendWith({}, options) : gpu;
+  return [
+    [gpu.capabilities.software ? 'register-blocked GEMM' : 'the adapter’s GEMM', own],
+    ['workgroup-memory GEMM', await webgpuBackendWith({ software: false }, options)],
+  ];
 }
