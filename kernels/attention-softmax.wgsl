@@ -78,6 +78,9 @@ fn scoreQuad(row: Row, c: u32) -> vec4<f32> {
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  if (gate_closed()) {
+    return;
+  }
   let headRow = wid.y; // (sample − firstSample) · heads + head
   let sample = params.firstSample + headRow / params.heads;
   let head = headRow % params.heads;

@@ -83,6 +83,9 @@ fn valueElement(kvBase: u32, key: u32, j: u32, d: u32) -> f32 {
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
+  if (gate_closed()) {
+    return;
+  }
   let width = params.heads * HEAD_DIM;
   let group = wid.y * groups.x + wid.x;
   let row = group * WORKGROUP_SIZE + lid;

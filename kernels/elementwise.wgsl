@@ -25,6 +25,9 @@ override WORKGROUP_SIZE: u32 = 256;
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
+  if (gate_closed()) {
+    return;
+  }
   let i = (wid.y * groups.x + wid.x) * WORKGROUP_SIZE + lid;
   if (i >= params.size) {
     return;

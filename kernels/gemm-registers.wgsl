@@ -25,6 +25,9 @@ const MAX_ROW_QUADS = 4u;
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn gemm_registers(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                   @builtin(subgroup_invocation_id) lane: u32) {
+  if (gate_closed()) {
+    return;
+  }
   let batch = wid.z;
   let row0 = wid.y * 4u * ROW_QUADS;
   let col0 = (wid.x * WORKGROUP_SIZE + lid) * 4u;

@@ -105,6 +105,9 @@ var<workgroup> tile_b: array<vec4<f32>, TILE_B_LENGTH>;
 @compute @workgroup_size(THREADS_X, THREADS_Y)
 fn gemm_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) local: vec3<u32>,
               @builtin(local_invocation_index) lid: u32) {
+  if (gate_closed()) {
+    return;
+  }
   let batch = wid.z;
   let tile_rows = 4u * THREADS_Y;
   let tile_cols = 4u * THREADS_X;

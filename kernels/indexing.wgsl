@@ -31,6 +31,9 @@ fn invocation(wid: vec3<u32>, groups: vec3<u32>, lid: u32) -> u32 {
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn gather(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
+  if (gate_closed()) {
+    return;
+  }
   let i = invocation(wid, groups, lid);
   if (i >= params.size) {
     return;
@@ -52,6 +55,9 @@ fn gather(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn copyBlock(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
+  if (gate_closed()) {
+    return;
+  }
   let i = invocation(wid, groups, lid);
   if (i >= params.size) {
     return;
@@ -64,6 +70,9 @@ fn copyBlock(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) gro
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn transpose(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
+  if (gate_closed()) {
+    return;
+  }
   let i = invocation(wid, groups, lid);
   if (i >= params.size) {
     return;

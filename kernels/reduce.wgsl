@@ -1,16 +1,14 @@
-// Selection and per-sample reductions, each workgroup reducing a contiguous span of a row.
-// Expects from the wrapper: `alias Element = f32 | f16;` (the operand `a`), `alias OtherElement =
-// f32 | f16;` (cosine's `b`) and an included reduction file (`reduce-subgroups` or
-// `reduce-workgroup-memory`: workgroupBest, workgroupSum3).
+// Selection (argmax, top-k), each workgroup reducing a contiguous span of a row.
+// Expects from the wrapper: `alias Element = f32 | f16;` (the operand `a`) and an included
+// reduction file (`reduce-subgroups` or `reduce-workgroup-memory`: workgroupBest).
 
 struct Params {
-  // Workgroups with work: rows (or samples) × spans, or samples for cosineFinish.
+  // Workgroups with work: rows × spans.
   groupCount: u32,
-  // The row (topk) or sample (cosine) length, the span each workgroup reduces, spans per row.
+  // The row length, the span each workgroup reduces, spans per row.
   cols: u32,
   spanLength: u32,
   spans: u32,
-  // topk only.
   k: u32,
 }
 
@@ -41,6 +39,9 @@ override CANDIDATES: bool = false;
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn topk(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
+  if (gate_closed()) {
+    return;
+  }
   let group = groupIndex(wid, groups);
   if (group >= params.groupCount) {
     return;
@@ -68,57 +69,5 @@ fn topk(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: 
       topValues[slot] = previous.value;
       topIndices[slot] = previous.index;
     }
-  }
-}
-
-// ---- cosine similarity ---------------------------------------------------------------------------
-// Two stages: workgroups accumulate (a·b, a·a, b·b) over spans of each sample into `partials`, then
-// one workgroup per sample sums its spans' partials and writes a·b / (max(‖a‖, ε)·max(‖b‖, ε)),
-// which is PyTorch's `F.cosine_similarity` (the CPU backend's definition).
-
-const COSINE_EPS = 1e-8;
-
-@group(0) @binding(2) var<storage, read> b: array<OtherElement>;
-@group(0) @binding(3) var<storage, read_write> partials: array<vec4<f32>>;
-
-@compute @workgroup_size(WORKGROUP_SIZE)
-fn cosinePartials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
-                  @builtin(local_invocation_index) lid: u32) {
-  let group = groupIndex(wid, groups);
-  if (group >= params.groupCount) {
-    return;
-  }
-  let sample = group / params.spans;
-  let spanStart = sample * params.cols + (group % params.spans) * params.spanLength;
-  let spanEnd = min(spanStart + params.spanLength, (sample + 1u) * params.cols);
-  var products = vec3(0.0);
-  for (var i = spanStart + lid; i < spanEnd; i += WORKGROUP_SIZE) {
-    let ai = f32(a[i]);
-    let bi = f32(b[i]);
-    products += vec3(ai * bi, ai * ai, bi * bi);
-  }
-  let total = workgroupSum3(products, lid);
-  if (lid == 0u) {
-    partials[group] = vec4(total, 0.0);
-  }
-}
-
-@group(0) @binding(1) var<storage, read> spanPartials: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> similarity: array<f32>;
-
-@compute @workgroup_size(WORKGROUP_SIZE)
-fn cosineFinish(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
-                @builtin(local_invocation_index) lid: u32) {
-  let sample = groupIndex(wid, groups);
-  if (sample >= params.groupCount) {
-    return;
-  }
-  var products = vec3(0.0);
-  for (var s = lid; s < params.spans; s += WORKGROUP_SIZE) {
-    products += spanPartials[sample * params.spans + s].xyz;
-  }
-  let total = workgroupSum3(products, lid);
-  if (lid == 0u) {
-    similarity[sample] = total.x / (max(sqrt(total.y), COSINE_EPS) * max(sqrt(total.z), COSINE_EPS));
   }
 }

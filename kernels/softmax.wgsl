@@ -21,6 +21,9 @@ override LOG: bool = false;
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
+  if (gate_closed()) {
+    return;
+  }
   let row = wid.y * groups.x + wid.x;
   if (row >= params.rows) {
     return;

@@ -60,6 +60,16 @@ export interface TopK {
   indices: Tensor;
 }
 
+/** What `decideExit` returns: the states carried forward, the similarities, the done flags. */
+export interface ExitDecision {
+  /** `[B, ...]`: `computed` for the samples still going, `previous` (the exit state) for the others. */
+  state: Tensor;
+  /** f32 `[B]`: cos(flatten(state[b]), flatten(previous[b])). */
+  similarity: Tensor;
+  /** i32 `[B]`: 1 for the samples that stop after this layer or had stopped before. */
+  done: Tensor;
+}
+
 export interface Backend {
   readonly name: 'cpu' | 'webgpu';
 
@@ -133,6 +143,18 @@ export interface Backend {
   attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions): Tensor;
 
   // ---- early exiting (MuE): decisions that stay on the device ----------------------------------
+  /**
+   * MuE's exit rule after one layer, per sample b of f32 states `previous` (the layer's input) and
+   * `computed` (its output), both `[B, ...]` (mue-spec.md §2–3):
+   *
+   *     state[b]      = doneBefore[b] ≠ 0 ? previous[b] : computed[b]
+   *     similarity[b] = cos(flatten(state[b]), flatten(previous[b]))
+   *     done[b]       = similarity[b] > threshold  or  doneBefore[b] ≠ 0
+   *
+   * which is `where`, `cosineSimilarity` and `exceeds` in one (one dispatch on WebGPU for the
+   * decoder's per-token states). `doneBefore` is i32 `[B]`; without it no sample had stopped.
+   */
+  decideExit(previous: Tensor, computed: Tensor, threshold: number, doneBefore?: Tensor): ExitDecision;
   /** i32 `[B]`: 1 where `x [B] > threshold` or where `flags [B]` is already non-zero, else 0. */
   exceeds(x: Tensor, threshold: number, flags?: Tensor): Tensor;
   /**
@@ -142,8 +164,8 @@ export interface Backend {
   where(condition: Tensor, a: Tensor, b: Tensor): Tensor;
   /**
    * Runs `fn` unless every element of the i32 flags `done` is non-zero. The WebGPU backend decides
-   * on the device: `fn`'s dispatches are recorded as indirect dispatches whose workgroup counts a
-   * small kernel zeroes when all are done, so no read-back interrupts the submission. Tensors `fn`
+   * on the device: a small kernel closes a gate word when all are done, and every kernel `fn`
+   * records returns at once on a closed gate, so no read-back interrupts the submission. Tensors `fn`
    * creates hold unspecified values when it was skipped: combine them with `where`. Not nestable;
    * `fn` must not read tensors back.
    */

@@ -313,6 +313,23 @@ export function exceedsSizes(x: Tensor, threshold: number, flags?: Tensor): { ba
   return { batch: x.shape[0]! };
 }
 
+/** For decideExit: previous and computed f32 of one shape `[B, ...]`; doneBefore i32 `[B]`. */
+export function decideExitSizes(previous: Tensor, computed: Tensor, threshold: number, doneBefore?: Tensor): { batch: number; length: number } {
+  const op = 'decideExit';
+  requireDType(op, 'previous', previous, 'f32');
+  requireDType(op, 'computed', computed, 'f32');
+  if (previous.rank < 1 || !sameShape(previous.shape, computed.shape)) {
+    fail(op, `previous ${s(previous.shape)} and computed ${s(computed.shape)} must be one shape [B, ...]`);
+  }
+  if (Number.isNaN(threshold)) fail(op, 'threshold is NaN');
+  const batch = previous.shape[0]!;
+  if (doneBefore) {
+    requireDType(op, 'doneBefore', doneBefore, 'i32');
+    requireShape(op, 'doneBefore', doneBefore, [batch]);
+  }
+  return { batch, length: batch === 0 ? 0 : previous.size / batch };
+}
+
 export interface WhereSizes {
   size: number;
   /** Elements per decision: a sample's elements for a `[B]` condition, all of them for `[1]`. */

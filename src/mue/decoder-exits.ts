@@ -8,9 +8,13 @@
  * - `'copy'` (the authors' code): for every skipped layer j > i (i = the exit layer), the
  *   sequence's whole self-attention keys/values AND its cross-attention keys/values of layer j
  *   become layer i's. This overwrites the earlier positions of layer j too, and later tokens that
- *   go deeper attend there to keys/values projected by layer i's weights. With per-sample
- *   decisions the cross keys/values of a layer can then differ between beams: the session then
- *   holds that layer's `[B, N, d]` ones (see `DecodingSession.setCache`), which `reorder` follows.
+ *   go deeper attend there to keys/values projected by layer i's weights. Cross keys/values are
+ *   the encoder output projected by a layer's weights, so a copy is a name: the session records,
+ *   per beam, which layer's it reads (`LayerCache.crossLayers`; beams that read different layers'
+ *   attend in groups) and copies no tensor. They are only read by later steps, so with decisions
+ *   on the device they are named once the step's decisions are read (`finish`, with the
+ *   log-probabilities). (Materialising per-beam `[B, N, d]` copies, selected on the device, cost
+ *   more than the skipped layers saved.)
  * - `'project'` (CALM, Schuster et al. 2022): only this token's row of layer j's self-attention
  *   keys/values is filled, projected from the exit state with layer j's own
  *   `self_attn_layer_norm` and k/v projections; earlier rows and the cross keys/values stay.
@@ -53,9 +57,19 @@ export interface ExitingStepResult {
   lastHiddenState: Tensor;
   /** `[B, V]`. */
   logits: Tensor;
-  /** The step's decisions, still on the device: read them (`readStreamReport`), then dispose it. */
+  /** The step's decisions, still on the device until `finish` reads and frees them. */
   tracker: ExitTracker;
+  /**
+   * Reads the step's exit report (stream `stream`), completes the cache fills that wait for the
+   * decisions (the copied cross keys/values, with decisions on the device) and frees the
+   * decisions. Call it before the session's next step (start it with the logits' read: one
+   * submission on WebGPU).
+   */
+  finish(stream: string): Promise<StreamReport>;
 }
+
+/** Sessions whose last exiting step has not been finished (its cross copies are pending). */
+const unfinished = new WeakSet<DecodingSession>();
 
 /**
  * One decoding step of `session` with exits: `begin`, each layer through an `ExitTracker`, the
@@ -69,6 +83,9 @@ export async function exitingStep(
 ): Promise<ExitingStepResult> {
   const { decoder } = session;
   const backend = decoder.backend;
+  if (unfinished.has(session)) {
+    throw new Error('exitingStep: the previous step was not finished (call its result’s finish() before the next step)');
+  }
   // cos ≤ 1: a threshold of 1 or more never exits, not even when the similarity rounds above 1.
   const exits = options.threshold < 1;
   const threshold = exits ? options.threshold : Infinity;
@@ -100,7 +117,39 @@ export async function exitingStep(
     filler.dispose();
   }
   const { lastHiddenState, logits } = session.end(x, step);
-  return { state: x, lastHiddenState, logits, tracker };
+  const crossCopiesWait = exits && options.fill === 'copy' && options.site === 'device';
+  if (crossCopiesWait) unfinished.add(session);
+  const finish = async (stream: string): Promise<StreamReport> => {
+    try {
+      const report = await readStreamReport(stream, tracker, decoder.layerCount, 1);
+      if (crossCopiesWait) {
+        // Beam b skipped layers layersRun[b] and above.
+        for (let l = 1; l < decoder.layerCount; l++) copyCross(session, l, report.layersRun.map((run) => run <= l));
+      }
+      return report;
+    } finally {
+      unfinished.delete(session);
+      tracker.dispose();
+    }
+  };
+  return { state: x, lastHiddenState, logits, tracker, finish };
+}
+
+/**
+ * Copy fill of layer `l`'s cross-attention keys/values for the sequences `skipped` (known on the
+ * host; `[1]` for a decision shared by the batch): they become layer l − 1's, which are already
+ * the exit layer's for these sequences. The session names the layer they read (`crossLayers`).
+ */
+function copyCross(session: DecodingSession, l: number, skipped: readonly boolean[]): void {
+  const source = session.cacheOf(l - 1).crossLayers;
+  const own = session.cacheOf(l).crossLayers;
+  const skips = (b: number): boolean => skipped[skipped.length === 1 ? 0 : b]!;
+  session.setCache(l, { crossLayers: own.map((layer, b) => (skips(b) ? source[b]! : layer)) });
+}
+
+function copyKeyValues(backend: Backend, kv: KeyValues): KeyValues {
+  const whole = (t: Tensor): Tensor => backend.slice(t, 0, 0, t.shape[0]!);
+  return { keys: whole(kv.keys), values: whole(kv.values) };
 }
 
 /** The cache fills of one step. */
@@ -131,14 +180,13 @@ class CacheFiller {
       kv?.keys.dispose();
       kv?.values.dispose();
     };
-    let some = true;
-    let all = false;
+    /** Host: which beams skipped layer l. */
+    let skipped: boolean[] | undefined;
     if (this.options.site === 'host') {
-      const flags = await doneBefore.read();
-      some = flags.some((f) => f !== 0);
-      all = flags.every((f) => f !== 0);
-      if (!some) return session.setCache(l, { self: computed! });
+      skipped = Array.from(await doneBefore.read(), (f) => f !== 0);
+      if (!skipped.some(Boolean)) return session.setCache(l, { self: computed! });
     }
+    const all = skipped?.every(Boolean) ?? false;
     // The done-before flags choose per beam (device: always; host: only when they differ).
     const select = (filled: KeyValues, own: KeyValues): KeyValues => ({
       keys: backend.where(doneBefore, filled.keys, own.keys),
@@ -176,30 +224,17 @@ class CacheFiller {
     }
 
     // 'copy': layer l − 1's cache already holds, for these beams, their exit layer's (l ≥ 1 here).
+    // Cross keys/values: here when the host knows the flags; on the device, in the step's `finish`.
     const source = session.cacheOf(l - 1);
     if (!source.self) throw new Error(`internal: layer ${l - 1} has no cache to copy`);
     if (all) {
       discard(computed);
-      return session.setCache(l, { self: this.#copy(source.self), cross: this.#copy(source.cross) });
+      session.setCache(l, { self: copyKeyValues(backend, source.self) });
+    } else {
+      session.setCache(l, { self: select(source.self, computed!) });
+      discard(computed);
     }
-    const self = select(source.self, computed!);
-    discard(computed);
-    // Beams may now differ: per-sample decisions need per-beam cross keys/values `[B, N, d]`
-    // (as do a layer's whose are already per beam); shared `[1, N, d]` ones stay shared otherwise.
-    const batch = session.batch;
-    const perBeam =
-      (this.options.scope === 'per-sample' && batch > 1) || source.cross.keys.shape[0] !== before.cross.keys.shape[0];
-    const temporaries: KeyValues[] = [];
-    const widen = (kv: KeyValues): KeyValues => {
-      if (!perBeam || kv.keys.shape[0] === batch) return kv;
-      const repeat = (t: Tensor): Tensor => backend.concat(Array.from({ length: batch }, () => t), 0);
-      const wide = { keys: repeat(kv.keys), values: repeat(kv.values) };
-      temporaries.push(wide);
-      return wide;
-    };
-    const cross = select(widen(source.cross), widen(before.cross));
-    temporaries.forEach(discard);
-    session.setCache(l, { self, cross });
+    if (skipped) copyCross(session, l, skipped);
   }
 
   /** i32 `[B]`: 1 for the beams that have not stopped (on the device). */
@@ -214,12 +249,6 @@ class CacheFiller {
     const flags = backend.exceeds(going, 0.5);
     going.dispose();
     return flags;
-  }
-
-  #copy(kv: KeyValues): KeyValues {
-    const { backend } = this;
-    const whole = (t: Tensor): Tensor => backend.slice(t, 0, 0, t.shape[0]!);
-    return { keys: whole(kv.keys), values: whole(kv.values) };
   }
 
   dispose(): void {
@@ -247,14 +276,15 @@ export interface DecoderExitSettings {
 
 /**
  * The generators' step decoder with MuE's decoder exits: beam search and greedy decoding get
- * exits unchanged. Each step's decisions are read once its log-probabilities have been read
- * (no extra wait for the device), into `reports` (stream `token t`, one per step).
+ * exits unchanged. Each step's decisions are read together with its log-probabilities (one
+ * submission and one wait), into `reports` (stream `token t`, one per step).
  */
 export class ExitingStepDecoder extends OfaStepDecoder {
   readonly settings: Readonly<Required<Omit<DecoderExitSettings, 'maxLen'>>> & { maxLen?: number };
   /** One report per step run, in order: the layers each beam ran for that token. */
   readonly reports: StreamReport[] = [];
-  #pending: ExitTracker | undefined;
+  /** The step whose log-probabilities are being read. */
+  #pending: ExitingStepResult | undefined;
 
   constructor(model: OfaModel, encoderOutput: EncoderOutput, beams: number, settings: DecoderExitSettings) {
     super(model, encoderOutput, beams);
@@ -278,24 +308,19 @@ export class ExitingStepDecoder extends OfaStepDecoder {
     const result = await exitingStep(this.session, tokens, { threshold: this.stepThreshold(step), site, scope, fill });
     result.state.dispose();
     result.lastHiddenState.dispose();
-    this.#pending?.dispose();
-    this.#pending = result.tracker;
+    this.#pending = result;
     return result.logits;
   }
 
-  protected override async afterRead(step: number): Promise<void> {
-    const tracker = this.#pending;
-    if (!tracker) return;
+  protected override async readAlongside(step: number): Promise<void> {
+    const pending = this.#pending;
+    if (!pending) return;
     this.#pending = undefined;
-    try {
-      this.reports.push(await readStreamReport(`token ${step}`, tracker, this.session.decoder.layerCount, 1));
-    } finally {
-      tracker.dispose();
-    }
+    this.reports.push(await pending.finish(`token ${step}`));
   }
 
   override dispose(): void {
-    this.#pending?.dispose();
+    this.#pending?.tracker.dispose();
     this.#pending = undefined;
     super.dispose();
   }

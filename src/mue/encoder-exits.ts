@@ -268,12 +268,10 @@ async function encodeJoint(
   }
 }
 
-/** Reads the trackers' reports (after the forward pass) and frees their decisions. */
+/** Reads the trackers' reports (after the forward pass; all in one submission) and frees their decisions. */
 async function readReports(streams: Stream[], layers: number, tokens: number[]): Promise<StreamReport[]> {
   try {
-    const reports: StreamReport[] = [];
-    for (const [i, s] of streams.entries()) reports.push(await readStreamReport(s.name, s.tracker, layers, tokens[i]!));
-    return reports;
+    return await Promise.all(streams.map((s, i) => readStreamReport(s.name, s.tracker, layers, tokens[i]!)));
   } finally {
     for (const s of streams) s.tracker.dispose();
   }

@@ -16,9 +16,11 @@
  *   whole batch flattened into one vector (`'batch'`, what the authors' code does; they run batch 1).
  *
  * Samples that have stopped keep their exit state: later layers still run for the others (unless
- * every sample has stopped, when they are skipped), and `where` puts the kept states back.
+ * every sample has stopped, when they are skipped), and the rule puts the kept states back. One
+ * backend op, `decideExit`, applies the rule after a layer (selection, similarity and comparison:
+ * one kernel on WebGPU).
  */
-import type { Backend } from '../backend/backend.js';
+import type { Backend, ExitDecision } from '../backend/backend.js';
 import type { Tensor } from '../tensor.js';
 
 export type DecisionSite = 'device' | 'host';
@@ -70,10 +72,8 @@ export class ExitTracker {
     }
     const doneBefore = this.#done;
     const computed = doneBefore && this.options.site === 'device' ? backend.unlessAll(doneBefore, () => run(previous)) : run(previous);
-    const state = doneBefore ? backend.where(doneBefore, previous, computed) : computed;
-    if (state !== computed) computed.dispose();
-    const similarity = this.#similarity(state, previous);
-    const done = backend.exceeds(similarity, this.options.threshold, doneBefore);
+    const { state, similarity, done } = this.#decide(previous, computed, doneBefore);
+    computed.dispose();
     this.decisions.push({ layer, similarity, done, skippedOnHost: false });
     this.#done = done;
     if (this.options.site === 'host') {
@@ -83,10 +83,13 @@ export class ExitTracker {
     return state;
   }
 
-  /** cos(flatten(h_i), flatten(h_{i−1})) per sample, or over the whole batch at once. */
-  #similarity(current: Tensor, previous: Tensor): Tensor {
-    if (this.options.scope === 'per-sample') return this.backend.cosineSimilarity(current, previous);
-    return this.backend.cosineSimilarity(current.reshape([1, -1]), previous.reshape([1, -1]));
+  /** The exit rule on each sample's states, or on the whole batch flattened into one. */
+  #decide(previous: Tensor, computed: Tensor, doneBefore: Tensor | undefined): ExitDecision {
+    const { threshold, scope } = this.options;
+    if (scope === 'per-sample') return this.backend.decideExit(previous, computed, threshold, doneBefore);
+    const whole = (t: Tensor): Tensor => t.reshape([1, -1]);
+    const decision = this.backend.decideExit(whole(previous), whole(computed), threshold, doneBefore);
+    return { ...decision, state: decision.state.reshape(previous.shape) };
   }
 
   /** Frees the decision tensors (after the report has read them). */

@@ -3,6 +3,7 @@
  * similarities behind the decisions, and the share of layer computation saved — the paper's
  * "expected time reduction" — beside the measured wall time.
  */
+import type { Tensor } from '../tensor.js';
 import type { ExitTracker } from './exit.js';
 
 export interface StreamReport {
@@ -29,35 +30,25 @@ export interface ExitReport {
 }
 
 /**
- * Reads a tracker's decisions after the forward pass: every layer's flags and similarities are
- * joined on the device and read back in two transfers (a read-back per layer would cost more than
- * the checks themselves). A sample ran layer i when it had not stopped before it.
+ * Reads a tracker's decisions after the forward pass: every layer's flags and similarities, read
+ * together (on WebGPU one submission of copies and no kernel; joining them on the device first
+ * cost more). A sample ran layer i when it had not stopped before it.
  */
 export async function readStreamReport(stream: string, tracker: ExitTracker, layers: number, tokens: number): Promise<StreamReport> {
   const decisions = tracker.decisions;
   if (decisions.length === 0) return { stream, layers, layersRun: [], tokens, similarities: [] };
-  const backend = tracker.backend;
-  const ran = decisions.filter((d) => !d.skippedOnHost);
-  const joinedFlags = backend.concat(decisions.map((d) => d.done), 0);
-  const joinedSimilarities = backend.concat(ran.map((d) => d.similarity), 0);
-  let flags: ArrayLike<number>;
-  let similarityValues: ArrayLike<number>;
-  try {
-    [flags, similarityValues] = await Promise.all([joinedFlags.read(), joinedSimilarities.read()]);
-  } finally {
-    joinedFlags.dispose();
-    joinedSimilarities.dispose();
-  }
+  const read = (t: Tensor): Promise<number[]> => t.read().then((values) => Array.from(values));
+  const [flags, similarities] = await Promise.all([
+    Promise.all(decisions.map((d) => read(d.done))),
+    Promise.all(decisions.filter((d) => !d.skippedOnHost).map((d) => read(d.similarity))),
+  ]);
   const samples = decisions[0]!.done.size;
   const layersRun = Array.from({ length: samples }, () => 0);
-  const similarities: number[][] = [];
   decisions.forEach((decision, i) => {
     if (decision.skippedOnHost) return;
     for (let b = 0; b < samples; b++) {
-      if (i === 0 || flags[(i - 1) * samples + b] === 0) layersRun[b]!++;
+      if (i === 0 || flags[i - 1]![b] === 0) layersRun[b]!++;
     }
-    const row = similarities.length;
-    similarities.push(Array.from({ length: samples }, (_, b) => similarityValues[row * samples + b]!));
   });
   return { stream, layers, layersRun, tokens, similarities };
 }

@@ -1,5 +1,6 @@
 /**
- * Early-exit ops on the CPU backend: exceeds (strict, NaN never exceeds, flags stay set), where
+ * Early-exit ops on the CPU backend: exceeds (strict, NaN never exceeds, flags stay set), the exit
+ * rule decideExit (the composition of where, cosineSimilarity and exceeds), where
  * per sample or shared, and unlessAll, which skips on the CPU too (ops inside return zero-filled
  * tensors without computing; `computedOps` counts the ones that ran).
  */
@@ -50,6 +51,38 @@ describe('exceeds', () => {
     expect(() => cpu.exceeds(f32([1, 2]), 0, i32([1]))).toThrow('exceeds: flags must be [2], got [1]');
     expect(() => cpu.exceeds(f32([1]), 0, f32([1]))).toThrow('exceeds: flags must be i32, got f32');
     expect(() => cpu.exceeds(f32([1]), NaN)).toThrow('exceeds: threshold is NaN');
+  });
+});
+
+describe('decideExit', () => {
+  const previous = [1, 0, 0, 1, 2, 2, 3, -1];
+  const computed = [1, 0.01, 0, -1, 2, 2.2, 3, 0];
+  const shape = [4, 2];
+
+  it('is where, cosineSimilarity and exceeds in one', async () => {
+    for (const doneBefore of [undefined, [0, 0, 1, 0]]) {
+      const flags = doneBefore && i32(doneBefore);
+      const d = cpu.decideExit(f32(previous, shape), f32(computed, shape), 0.99, flags);
+      const state = flags ? cpu.where(flags, f32(previous, shape), f32(computed, shape)) : f32(computed, shape);
+      const similarity = cpu.cosineSimilarity(state, f32(previous, shape));
+      expect(await values(d.state)).toEqual(await values(state));
+      expect(await values(d.similarity)).toEqual(await values(similarity));
+      expect(await values(d.done)).toEqual(await values(cpu.exceeds(similarity, 0.99, flags)));
+    }
+    // Sample 0 barely moves (stops), 1 turns around, 2 had stopped (keeps its state), 3 moves a little.
+    const d = cpu.decideExit(f32(previous, shape), f32(computed, shape), 0.99, i32([0, 0, 1, 0]));
+    expect(await values(d.done)).toEqual([1, 0, 1, 0]);
+    expect((await values(d.state)).slice(4, 6)).toEqual([2, 2]);
+    expect([d.state.dtype, d.similarity.dtype, d.done.dtype]).toEqual(['f32', 'f32', 'i32']);
+  });
+
+  it('validates the states, the flags and the threshold', () => {
+    const x = f32(previous, shape);
+    expect(() => cpu.decideExit(x, f32(previous, [8]), 0.5)).toThrow('decideExit: previous [4, 2] and computed [8] must be one shape [B, ...]');
+    expect(() => cpu.decideExit(x, x, 0.5, i32([0, 0]))).toThrow('decideExit: doneBefore must be [4], got [2]');
+    expect(() => cpu.decideExit(x, x, 0.5, f32([0, 0, 0, 0]))).toThrow('decideExit: doneBefore must be i32, got f32');
+    expect(() => cpu.decideExit(i32([1, 2]), i32([1, 2]), 0.5)).toThrow('decideExit: previous must be f32, got i32');
+    expect(() => cpu.decideExit(x, x, NaN)).toThrow('decideExit: threshold is NaN');
   });
 });
 

@@ -10,11 +10,15 @@ import { floatsToHalves } from '../../src/half.js';
 import { type Shape, type Tensor, sizeOf } from '../../src/tensor.js';
 import { expectClose } from '../helpers/compare.js';
 import { createRng, randomFloats } from '../helpers/random.js';
-import { webgpuBackend } from '../helpers/webgpu.js';
+import { webgpuBackend, webgpuBackendWith } from '../helpers/webgpu.js';
 import { evaluate } from '../helpers/evaluate.js';
 
 const cpu = new CpuBackend();
 const gpu = await webgpuBackend();
+const fallback = await webgpuBackendWith({ subgroups: false });
+/** The exit rule's reductions: with subgroups where the device has them, and the workgroup-memory fallback. */
+const paths: [string, Backend][] = [['workgroup-memory reductions', fallback]];
+if (gpu.capabilities.subgroups) paths.unshift(['subgroup reductions', gpu]);
 
 async function expectSameOnBoth(op: (b: Backend) => Tensor): Promise<number[]> {
   const [actual, expected] = [await evaluate(gpu, op), await evaluate(cpu, op)];
@@ -44,6 +48,47 @@ describe('exceeds', () => {
     const out = await expectSameOnBoth((k) => k.exceeds(f32(k, x), 0.7, i32(k, flags)));
     expect(out.filter((v) => v === 1).length).toBeGreaterThan(150);
     expect(out.every((v, i) => v === 1 || flags[i] === 0)).toBe(true);
+  });
+});
+
+describe('decideExit', () => {
+  // [5, 1, 257]: five beams' token states, one span each (one dispatch); [1, 300, 77] and
+  // [2, 3, 5000]: several spans per sample (a second dispatch finishes them).
+  describe.each(paths)('%s', (_, backend) => {
+    it.each([[[5, 1, 257]], [[1, 300, 77]], [[2, 3, 5000]], [[3, 2]]] as [Shape][])('matches the CPU on %j', async (shape) => {
+      const batch = shape[0]!;
+      const rng = createRng(sizeOf(shape) + 5);
+      const previous = randomFloats(sizeOf(shape), rng);
+      // Samples move by different amounts, so that their similarities spread around the threshold.
+      const length = sizeOf(shape) / batch;
+      const computed = previous.map((v, i) => v + (0.2 + 0.5 * Math.floor(i / length)) * (rng() - 0.5));
+      for (const doneBefore of [undefined, Array.from({ length: batch }, (_, b) => b % 2)]) {
+        const op = (k: Backend, threshold: number) => {
+          const flags = doneBefore && i32(k, doneBefore);
+          return k.decideExit(f32(k, previous, shape), f32(k, computed, shape), threshold, flags);
+        };
+        const similarities = Array.from(await evaluate(cpu, (k) => op(k, 2).similarity));
+        // A threshold between two samples' similarities, far from both: the decisions cannot round differently.
+        const sorted = [...similarities].sort((x, y) => x - y);
+        const threshold = batch === 1 ? sorted[0]! - 0.01 : (sorted[0]! + sorted[1]!) / 2;
+        expect(batch === 1 || sorted[1]! - sorted[0]! > 1e-3, 'test setup: similarities spread').toBe(true);
+        for (const part of ['state', 'done'] as const) {
+          const [actual, expected] = [await evaluate(backend, (k) => op(k, threshold)[part]), await evaluate(cpu, (k) => op(k, threshold)[part])];
+          expect(Array.from(actual), part).toEqual(Array.from(expected));
+        }
+        // f32 sums of up to 15000 products in a different order: ~1e-6 relative.
+        expectClose(await evaluate(backend, (k) => op(k, threshold).similarity), similarities, { atol: 2e-6 }, 'similarity');
+      }
+    });
+  });
+
+  it('flags every stopped sample whatever its similarity (one that turned around included)', async () => {
+    const shape: Shape = [4, 1, 33];
+    const previous = randomFloats(4 * 33, createRng(21));
+    const computed = previous.map((v, i) => (i < 33 ? v : -v));
+    const decision = (k: Backend) => k.decideExit(f32(k, previous, shape), f32(k, computed, shape), 0.5, i32(k, [0, 0, 1, 1])).done;
+    expect(Array.from(await evaluate(gpu, decision))).toEqual([1, 0, 1, 1]);
+    expect(Array.from(await evaluate(cpu, decision))).toEqual([1, 0, 1, 1]);
   });
 });
 

@@ -13,7 +13,7 @@ import { OfaModel } from '../../src/models/ofa/model.js';
 import { OfaStepDecoder } from '../../src/models/ofa/step-decoder.js';
 import { type CacheFill, ExitingStepDecoder, exitingStep } from '../../src/mue/decoder-exits.js';
 import type { DecisionScope, DecisionSite } from '../../src/mue/exit.js';
-import { type StreamReport, readStreamReport } from '../../src/mue/report.js';
+import type { StreamReport } from '../../src/mue/report.js';
 import type { Tensor } from '../../src/tensor.js';
 import { maxAbsDiff } from '../helpers/compare.js';
 import { createRng, randomFloats } from '../helpers/random.js';
@@ -128,9 +128,8 @@ function suite(name: string, createBackend: () => Promise<Backend>): void {
           const logits = await take(result.logits);
           result.lastHiddenState.dispose();
           const state = await take(result.state);
-          const report = await readStreamReport(`token ${t}`, result.tracker, LAYERS, 1);
           const flags = await Promise.all(result.tracker.decisions.map(async (d) => Array.from(await d.done.read())));
-          result.tracker.dispose();
+          const report = await result.finish(`token ${t}`);
           out.push({ logits, state, report, flags });
         }
       } finally {
@@ -294,26 +293,44 @@ function suite(name: string, createBackend: () => Promise<Backend>): void {
       expect(copy.some((c, t) => t > 1 && c.report.layersRun.some((k) => k === LAYERS))).toBe(true);
     });
 
-    it('keeps cross-attention keys shared unless beams stop apart with copying', async () => {
-      const crossBatches = async (thresholds: number[], exits: Exits, beams = 3): Promise<number[]> => {
+    it('copies cross-attention keys by naming the exit layer per beam (decided on the host or on the device)', async () => {
+      const crossLayers = async (thresholds: number[], exits: Exits, beams = 3): Promise<number[][]> => {
         const session = model.startDecoding(encoded, beams);
         for (const [t, tokens] of columns(thresholds.length, beams).entries()) {
           const r = await exitingStep(session, tokens, { threshold: thresholds[t]!, ...exits });
           [r.logits, r.state, r.lastHiddenState].forEach((x) => x.dispose());
-          r.tracker.dispose();
+          await r.finish(`token ${t}`);
         }
-        const shapes = Array.from({ length: LAYERS }, (_, l) => session.cacheOf(l).cross.keys.shape[0]!);
+        const layers = Array.from({ length: LAYERS }, (_, l) => [...session.cacheOf(l).crossLayers]);
         session.dispose();
-        return shapes;
+        return layers;
       };
+      // Step 1 (per beam): beams 0 and 1 run 3 layers, beam 2 runs 2; the batch as one runs 3.
       const steps = MIXED.slice(0, 2);
-      expect(await crossBatches(steps, { site: 'host', scope: 'per-sample', fill: 'copy' })).toEqual([1, 1, 3, 3]);
-      expect(await crossBatches(steps, { site: 'device', scope: 'per-sample', fill: 'copy' })).toEqual([1, 3, 3, 3]);
-      expect(await crossBatches(steps, { site: 'device', scope: 'batch', fill: 'copy' })).toEqual([1, 1, 1, 1]);
-      expect(await crossBatches(steps, { site: 'device', scope: 'per-sample', fill: 'project' })).toEqual([1, 1, 1, 1]);
-      expect(await crossBatches(steps, { site: 'device', scope: 'per-sample', fill: 'copy' }, 1)).toEqual([1, 1, 1, 1]);
-      // No step below 1: nothing materialised even on the device.
-      expect(await crossBatches(NEVER(2), { site: 'device', scope: 'per-sample', fill: 'copy' })).toEqual([1, 1, 1, 1]);
+      const own = [[0, 0, 0], [1, 1, 1], [2, 2, 2], [3, 3, 3]];
+      const perBeam = [[0, 0, 0], [1, 1, 1], [2, 2, 1], [2, 2, 1]];
+      expect(await crossLayers(steps, { site: 'host', scope: 'per-sample', fill: 'copy' })).toEqual(perBeam);
+      expect(await crossLayers(steps, { site: 'device', scope: 'per-sample', fill: 'copy' })).toEqual(perBeam);
+      expect(await crossLayers(steps, { site: 'device', scope: 'batch', fill: 'copy' })).toEqual([[0, 0, 0], [1, 1, 1], [2, 2, 2], [2, 2, 2]]);
+      expect(await crossLayers(steps, { site: 'device', scope: 'per-sample', fill: 'project' })).toEqual(own);
+      expect(await crossLayers(steps, { site: 'device', scope: 'per-sample', fill: 'copy' }, 1)).toEqual([[0], [1], [2], [2]]);
+      expect(await crossLayers(NEVER(2), { site: 'device', scope: 'per-sample', fill: 'copy' })).toEqual(own);
+    });
+
+    it('refuses the next step until the last one is finished (its cross copies wait for its decisions)', async () => {
+      const session = model.startDecoding(encoded, 3);
+      try {
+        const exits = { threshold: 0.5, site: 'device', scope: 'per-sample', fill: 'copy' } as const;
+        const r = await exitingStep(session, column(0), exits);
+        [r.logits, r.state, r.lastHiddenState].forEach((x) => x.dispose());
+        await expect(exitingStep(session, column(1), exits)).rejects.toThrow('exitingStep: the previous step was not finished');
+        await r.finish('token 0');
+        const next = await exitingStep(session, column(1), exits);
+        [next.logits, next.state, next.lastHiddenState].forEach((x) => x.dispose());
+        await next.finish('token 1');
+      } finally {
+        session.dispose();
+      }
     });
   });
 }

@@ -16,6 +16,7 @@ import type {
   AttentionOptions,
   Backend,
   Conv2dOptions,
+  ExitDecision,
   MatmulOptions,
   Pool2dOptions,
   TopK,
@@ -27,6 +28,7 @@ import {
   concatSizes,
   conv2dSizes,
   cosineSizes,
+  decideExitSizes,
   elementwiseSizes,
   exceedsSizes,
   gatherSizes,
@@ -315,6 +317,16 @@ export class CpuBackend implements Backend {
   }
 
   // ---- early exiting ----------------------------------------------------------------------------
+
+  decideExit(previous: Tensor, computed: Tensor, threshold: number, doneBefore?: Tensor): ExitDecision {
+    const sizes = decideExitSizes(previous, computed, threshold, doneBefore);
+    const outputs = [[previous.shape, 'f32'], [[sizes.batch], 'f32'], [[sizes.batch], 'i32']] as const;
+    const [state, similarity, done] = this.#results(outputs, () => {
+      const d = exit.decideExit(sizes, this.#floats(previous), this.#floats(computed), threshold, doneBefore && this.#ints(doneBefore));
+      return [d.state, d.similarity, d.done];
+    });
+    return { state: state!, similarity: similarity!, done: done! };
+  }
 
   exceeds(x: Tensor, threshold: number, flags?: Tensor): Tensor {
     exceedsSizes(x, threshold, flags);

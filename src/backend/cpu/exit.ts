@@ -1,5 +1,20 @@
-/** Early-exit decisions (MuE): thresholds, per-sample selection and the "all done" test. */
+/** Early-exit decisions (MuE): the exit rule, thresholds, per-sample selection and the "all done" test. */
 import type { WhereSizes } from '../shapes.js';
+import { cosineSimilarity } from './reductions.js';
+
+/** The exit rule after one layer (`Backend.decideExit`), on `[batch, length]` states. */
+export function decideExit(
+  sizes: { batch: number; length: number },
+  previous: Float32Array,
+  computed: Float32Array,
+  threshold: number,
+  doneBefore: Int32Array | undefined,
+): { state: Float32Array; similarity: Float32Array; done: Int32Array } {
+  const { batch, length } = sizes;
+  const state = doneBefore ? where({ size: batch * length, inner: length }, doneBefore, previous, computed) : computed.slice();
+  const similarity = cosineSimilarity(sizes, state, previous);
+  return { state, similarity, done: exceeds(similarity, threshold, doneBefore) };
+}
 
 /** 1 where `x[i] > threshold` (never for NaN) or `flags[i] ≠ 0`, else 0. */
 export function exceeds(x: Float32Array, threshold: number, flags: Int32Array | undefined): Int32Array {

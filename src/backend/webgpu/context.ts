@@ -6,14 +6,15 @@
  * Binding convention of every kernel file: `@binding(0)` is a uniform `Params` struct of 4-byte
  * scalars in declaration order, `@binding(1..n)` are the tensors in the order given.
  *
- * Gates (`unlessAll`): while a gate is open, every recorded dispatch is marked with it. At flush,
- * at the gate's place in the recording (after the work that computed its `done` flags), one
- * `exit.gate_dispatch` dispatch writes the indirect arguments of the gate's dispatches into an
- * arguments buffer (STORAGE | INDIRECT): their workgroup counts, taken from the parameter buffer,
- * or zeros when every flag is set. The gated dispatches are encoded with
- * `dispatchWorkgroupsIndirect`, so the decision never leaves the device and the forward pass stays
- * one submission. Usage scopes in a compute pass are per dispatch: the gate kernel may write the
- * arguments buffer as storage in the same pass whose later dispatches read it as INDIRECT.
+ * Gates (`unlessAll`, see `kernels/gate.wgsl`): every kernel binds a gate word as a uniform at
+ * `@group(1) @binding(0)` and returns at once when it is non-zero. While `unlessAll` runs, every
+ * recorded dispatch is marked with its gate. At flush each gate that marked something gets a slot
+ * in the submission's gate buffer (UNIFORM | STORAGE), and at the gate's place in the recording
+ * (after the work that computed its `done` flags) one `select.close_gate` dispatch writes the slot:
+ * 1 when every flag is set. The gate's dispatches bind that slot; all others bind a word that is
+ * always 0. So the decision never leaves the device and the forward pass stays one submission.
+ * Usage scopes in a compute pass are per dispatch: the gate kernel may write the slot as storage
+ * in the same pass whose later dispatches read it as a uniform.
  * Copies (hence reads) and submits are refused while a gate is open; gates do not nest.
  */
 import { BYTES_PER_ELEMENT, type DType, type Shape, Tensor, sizeOf } from '../../tensor.js';
@@ -61,19 +62,11 @@ export interface Dispatch {
   workgroups: readonly [number, number?, number?];
 }
 
-/** One `unlessAll`: its flags and the workgroup counts (x, y, z each) of the dispatches inside it. */
+/** One `unlessAll`: its flags, its kernel's parameters, and whether a dispatch was recorded inside it. */
 interface Gate {
-  pipeline: GPUComputePipeline;
   done: GPUBuffer;
-  flags: number;
-  counts: number[];
-}
-
-/** Where a flush placed a gate: its first word in the arguments buffer and its parameter slices. */
-interface GateLayout {
-  base: number;
   params: { offset: number; size: number };
-  counts: { offset: number; size: number };
+  used: boolean;
 }
 
 type Recorded =
@@ -84,8 +77,8 @@ type Recorded =
       paramsSize: number;
       buffers: GPUBufferBinding[];
       workgroups: readonly [number, number?, number?];
-      /** A gated dispatch: its arguments are words `word..word+2` of the gate's counts. */
-      gated?: { gate: Gate; word: number };
+      /** Recorded inside this `unlessAll`. */
+      gate?: Gate;
     }
   | { kind: 'copy'; source: GPUBuffer; target: GPUBuffer; size: number }
   | { kind: 'gate'; gate: Gate };
@@ -93,9 +86,11 @@ type Recorded =
 /** Also a valid storage-binding offset: WebGPU caps minStorageBufferOffsetAlignment at 256. */
 const UNIFORM_ALIGNMENT = 256;
 
-/** The kernel that writes a gate's indirect arguments (`Element` only completes the file). */
-const GATE_WORKGROUP_SIZE = 64;
-const GATE_KERNEL: KernelVariant = { file: 'exit', entryPoint: 'gate_dispatch', aliases: { Element: 'f32' }, constants: { WORKGROUP_SIZE: GATE_WORKGROUP_SIZE } };
+/** A gate's word is bound as 16 bytes (a uniform binding's minimum on some devices). */
+const GATE_WORD_BYTES = 16;
+
+/** The kernel that closes a gate (`Element` only completes the file). */
+const GATE_KERNEL: KernelVariant = { file: 'select', entryPoint: 'close_gate', aliases: { Element: 'f32' } };
 
 export class KernelContext {
   readonly #records: Recorded[] = [];
@@ -106,7 +101,13 @@ export class KernelContext {
   #recording = false;
   #placeholders = new Map<DType, Tensor>();
   #gate: Gate | undefined;
-  #argsBuffer: GPUBuffer | undefined;
+  /** One slot (`UNIFORM_ALIGNMENT` bytes) per gate of a submission; reused across submits (queue order). */
+  #gateBuffer: GPUBuffer | undefined;
+  /** Bind groups of the gate buffer's slots, per pipeline (auto layouts are per pipeline) and slot. */
+  readonly #slotGroups = new Map<GPUComputePipeline, GPUBindGroup[]>();
+  /** The always-open gate of dispatches outside `unlessAll`, and its bind group per pipeline. */
+  #openGate: GPUBuffer | undefined;
+  readonly #openGateGroups = new Map<GPUComputePipeline, GPUBindGroup>();
   #submissions = 0;
 
   constructor(
@@ -149,7 +150,7 @@ export class KernelContext {
     if (this.#gate) throw new Error('unlessAll: cannot be nested (a gate is already open)');
     if (done.disposed) throw new Error('unlessAll: the done flags were disposed');
     this.#beginRecording();
-    const gate: Gate = { pipeline: this.pipelines.get(GATE_KERNEL), done: done.storage as GPUBuffer, flags: done.size, counts: [] };
+    const gate: Gate = { done: done.storage as GPUBuffer, params: this.#writeParams([u32(done.size)]), used: false };
     this.#records.push({ kind: 'gate', gate });
     this.#gate = gate;
     try {
@@ -191,12 +192,8 @@ export class KernelContext {
     const pipeline = this.pipelines.get(d.variant);
     const params = this.#writeParams(d.params);
     const gate = this.#gate;
-    let gated: { gate: Gate; word: number } | undefined;
-    if (gate) {
-      gated = { gate, word: gate.counts.length };
-      gate.counts.push(d.workgroups[0], d.workgroups[1] ?? 1, d.workgroups[2] ?? 1);
-    }
-    this.#records.push({ kind: 'dispatch', pipeline, paramsOffset: params.offset, paramsSize: params.size, buffers, workgroups: d.workgroups, gated });
+    if (gate) gate.used = true;
+    this.#records.push({ kind: 'dispatch', pipeline, paramsOffset: params.offset, paramsSize: params.size, buffers, workgroups: d.workgroups, gate });
   }
 
   recordCopy(source: GPUBuffer, target: GPUBuffer, size: number): void {
@@ -221,15 +218,19 @@ export class KernelContext {
     this.#recording = false;
     const records = this.#records.splice(0);
     if (records.length > 0) {
-      const layouts = this.#layOutGates(records);
+      const slots = this.#gateSlots(records);
       const params = this.#uploadParams();
-      const args = layouts.size > 0 ? this.#argsBufferFor(layouts) : undefined;
+      const gates = slots.size > 0 ? this.#gateBufferFor(slots.size) : undefined;
+      const gateGroup = (pipeline: GPUComputePipeline, gate: Gate | undefined): GPUBindGroup =>
+        gate ? this.#slotGroup(pipeline, slots.get(gate)!) : this.#openGateGroup(pipeline);
+      const gatePipeline = slots.size > 0 ? this.pipelines.get(GATE_KERNEL) : undefined;
       const encoder = this.device.createCommandEncoder();
       let pass: GPUComputePassEncoder | undefined;
-      const bind = (pipeline: GPUComputePipeline, entries: GPUBindGroupEntry[]): GPUComputePassEncoder => {
+      const bind = (pipeline: GPUComputePipeline, entries: GPUBindGroupEntry[], gate?: Gate): GPUComputePassEncoder => {
         pass ??= encoder.beginComputePass();
         pass.setPipeline(pipeline);
         pass.setBindGroup(0, this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries }));
+        pass.setBindGroup(1, gateGroup(pipeline, gate));
         return pass;
       };
       for (const r of records) {
@@ -240,23 +241,18 @@ export class KernelContext {
           continue;
         }
         if (r.kind === 'gate') {
-          const layout = layouts.get(r.gate);
-          if (!layout) continue; // nothing was recorded inside it
-          const words = r.gate.counts.length;
-          const [x, y] = this.grid(Math.ceil(words / GATE_WORKGROUP_SIZE));
-          bind(r.gate.pipeline, [
-            { binding: 0, resource: { buffer: params, ...layout.params } },
+          const slot = slots.get(r.gate);
+          if (slot === undefined) continue; // nothing was recorded inside it
+          bind(gatePipeline!, [
+            { binding: 0, resource: { buffer: params, ...r.gate.params } },
             { binding: 1, resource: { buffer: r.gate.done } },
-            { binding: 2, resource: { buffer: params, ...layout.counts } },
-            { binding: 3, resource: { buffer: args! } },
-          ]).dispatchWorkgroups(x, y);
+            { binding: 2, resource: this.#slotOf(gates!, slot) },
+          ]).dispatchWorkgroups(1);
           continue;
         }
         const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: params, offset: r.paramsOffset, size: r.paramsSize } }];
         r.buffers.forEach((resource, i) => entries.push({ binding: i + 1, resource }));
-        const p = bind(r.pipeline, entries);
-        if (r.gated) p.dispatchWorkgroupsIndirect(args!, (layouts.get(r.gated.gate)!.base + r.gated.word) * 4);
-        else p.dispatchWorkgroups(r.workgroups[0], r.workgroups[1] ?? 1, r.workgroups[2] ?? 1);
+        bind(r.pipeline, entries, r.gate).dispatchWorkgroups(r.workgroups[0], r.workgroups[1] ?? 1, r.workgroups[2] ?? 1);
       }
       pass?.end();
       this.device.queue.submit([encoder.finish()]);
@@ -328,35 +324,46 @@ export class KernelContext {
     return { offset, size };
   }
 
-  /**
-   * Places each gate that gated something: its words in the arguments buffer (one region per gate,
-   * in recording order) and, in the parameter arena, its kernel's parameters and the workgroup
-   * counts it copies (or zeroes).
-   */
-  #layOutGates(records: readonly Recorded[]): Map<Gate, GateLayout> {
-    const layouts = new Map<Gate, GateLayout>();
-    let base = 0;
-    for (const r of records) {
-      if (r.kind !== 'gate' || r.gate.counts.length === 0) continue;
-      const { counts, flags } = r.gate;
-      const params = this.#writeParams([u32(counts.length), u32(flags), u32(base), u32(0)]);
-      const countsSlice = this.#writeParams(counts.map(u32));
-      layouts.set(r.gate, { base, params, counts: { offset: countsSlice.offset, size: counts.length * 4 } });
-      base += counts.length;
-    }
-    return layouts;
+  /** Numbers the gates that gated something, in recording order: their slots in the gate buffer. */
+  #gateSlots(records: readonly Recorded[]): Map<Gate, number> {
+    const slots = new Map<Gate, number>();
+    for (const r of records) if (r.kind === 'gate' && r.gate.used) slots.set(r.gate, slots.size);
+    return slots;
   }
 
-  /** The arguments buffer, big enough for every gate laid out (reused across submits: queue order). */
-  #argsBufferFor(layouts: ReadonlyMap<Gate, GateLayout>): GPUBuffer {
-    let words = 0;
-    for (const [gate] of layouts) words += gate.counts.length;
-    const bytes = Math.max(256, Math.ceil((words * 4) / 256) * 256);
-    if (!this.#argsBuffer || this.#argsBuffer.size < bytes) {
-      this.#argsBuffer?.destroy();
-      this.#argsBuffer = this.device.createBuffer({ label: 'unlessAll arguments', size: Math.max(bytes, 2 * (this.#argsBuffer?.size ?? 0)), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.INDIRECT });
+  #slotOf(gates: GPUBuffer, slot: number): GPUBufferBinding {
+    return { buffer: gates, offset: slot * UNIFORM_ALIGNMENT, size: GATE_WORD_BYTES };
+  }
+
+  /** The gate buffer, with at least `slots` slots. */
+  #gateBufferFor(slots: number): GPUBuffer {
+    const bytes = slots * UNIFORM_ALIGNMENT;
+    if (!this.#gateBuffer || this.#gateBuffer.size < bytes) {
+      this.#gateBuffer?.destroy();
+      const size = Math.max(bytes, 2 * (this.#gateBuffer?.size ?? 0));
+      this.#gateBuffer = this.device.createBuffer({ label: 'unlessAll gates', size, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.STORAGE });
+      this.#slotGroups.clear();
     }
-    return this.#argsBuffer;
+    return this.#gateBuffer;
+  }
+
+  /** The bind group of the gate buffer's slot `slot` for `pipeline` (made once: creating them per dispatch cost more than the gates saved). */
+  #slotGroup(pipeline: GPUComputePipeline, slot: number): GPUBindGroup {
+    let groups = this.#slotGroups.get(pipeline);
+    if (!groups) this.#slotGroups.set(pipeline, (groups = []));
+    groups[slot] ??= this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(1), entries: [{ binding: 0, resource: this.#slotOf(this.#gateBuffer!, slot) }] });
+    return groups[slot];
+  }
+
+  #openGateGroup(pipeline: GPUComputePipeline): GPUBindGroup {
+    let group = this.#openGateGroups.get(pipeline);
+    if (!group) {
+      // Buffers start zeroed: the gate stays open.
+      this.#openGate ??= this.device.createBuffer({ label: 'open gate', size: GATE_WORD_BYTES, usage: GPUBufferUsage.UNIFORM });
+      group = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(1), entries: [{ binding: 0, resource: { buffer: this.#openGate } }] });
+      this.#openGateGroups.set(pipeline, group);
+    }
+    return group;
   }
 
   #reserveParams(size: number): number {
@@ -370,15 +377,12 @@ export class KernelContext {
     return offset;
   }
 
-  /**
-   * One write of all parameters of this submission (queue order makes reusing the buffer safe).
-   * STORAGE usage too: gate kernels read their workgroup counts from it as a storage slice.
-   */
+  /** One write of all parameters of this submission (queue order makes reusing the buffer safe). */
   #uploadParams(): GPUBuffer {
     const size = Math.ceil(this.#paramsUsed / UNIFORM_ALIGNMENT) * UNIFORM_ALIGNMENT;
     if (!this.#paramsBuffer || this.#paramsBuffer.size < size) {
       this.#paramsBuffer?.destroy();
-      this.#paramsBuffer = this.device.createBuffer({ size: Math.max(size, this.#params.byteLength), usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+      this.#paramsBuffer = this.device.createBuffer({ size: Math.max(size, this.#params.byteLength), usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
     }
     this.device.queue.writeBuffer(this.#paramsBuffer, 0, this.#params, 0, size);
     return this.#paramsBuffer;

@@ -7,10 +7,12 @@
  * several kernel families lives in one file that a variant `include`s, placed between the header
  * and the kernel's own source: functions (`gelu` in `activation.wgsl`), or a core that the kernel
  * file completes (`gemm.wgsl`, whose operand loaders `matmul.wgsl` and `conv2d.wgsl` define).
+ * `gate.wgsl` (the gate of `unlessAll`, which every entry point checks first) precedes them all.
  * Each distinct (file, entry point, header, includes, constants) compiles once per device.
  */
 
 export const KERNEL_FILES = [
+  'gate',
   'activation',
   'gemm',
   'gemm-registers',
@@ -28,6 +30,7 @@ export const KERNEL_FILES = [
   'attention-operands',
   'attention-softmax',
   'exit',
+  'select',
 ] as const;
 
 export type KernelFile = (typeof KERNEL_FILES)[number];
@@ -95,7 +98,7 @@ export class PipelineCache {
     const moduleKey = `${variant.file}\n${head}\n${include.join()}`;
     let module = this.#modules.get(moduleKey);
     if (!module) {
-      const code = [head, ...include.map((file) => this.sources.get(file)), this.sources.get(variant.file)].join('\n');
+      const code = [head, ...['gate' as const, ...include].map((file) => this.sources.get(file)), this.sources.get(variant.file)].join('\n');
       module = this.device.createShaderModule({ label: variant.file, code });
       this.#modules.set(moduleKey, module);
     }

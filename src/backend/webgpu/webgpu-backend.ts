@@ -5,6 +5,7 @@
 import type {
   AttentionOptions,
   Backend,
+  ExitDecision,
   Conv2dOptions,
   MatmulOptions,
   Pool2dOptions,
@@ -37,6 +38,8 @@ export class WebGpuBackend implements Backend {
   readonly #ctx: KernelContext;
   #lostReason: string | undefined;
   #destroyed = false;
+  /** The submission that the reads started in the current run of JavaScript share (see `read`). */
+  #readSubmission: Promise<void> | undefined;
 
   /** `options.maxBindingBytes` lowers the storage binding limit below the device's (tests). */
   constructor({ device, capabilities }: AcquiredDevice, sources: KernelSources, options: KernelContextOptions = {}) {
@@ -83,6 +86,11 @@ export class WebGpuBackend implements Backend {
     return t;
   }
 
+  /**
+   * Copies `t` to a mappable buffer and maps it. The copy is submitted once the current run of
+   * JavaScript ends, so reads started together (`Promise.all([a.read(), b.read()])`) share one
+   * submission: a decoding step reads its log-probabilities and its exit report in one go.
+   */
   async read(t: Tensor): Promise<HostArray> {
     this.#checkUsable();
     if (t.disposed) throw new Error(`read: tensor ${shapeToString(t.shape)} was disposed`);
@@ -92,8 +100,7 @@ export class WebGpuBackend implements Backend {
     const staging = this.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     try {
       this.#ctx.recordCopy(t.storage as GPUBuffer, staging, size);
-      this.#ctx.flush();
-      await this.#ctx.checkErrors();
+      await this.#submitReads();
       await mapForRead(staging);
       this.#checkUsable();
       const copy = staging.getMappedRange().slice(0, bytes);
@@ -104,6 +111,17 @@ export class WebGpuBackend implements Backend {
     } finally {
       staging.destroy();
     }
+  }
+
+  /** Submits what was recorded (the reads' copies included) in a microtask, once for all reads started before it. */
+  #submitReads(): Promise<void> {
+    this.#readSubmission ??= Promise.resolve().then(() => {
+      this.#readSubmission = undefined;
+      this.#checkUsable();
+      this.#ctx.flush();
+      return this.#ctx.checkErrors();
+    });
+    return this.#readSubmission;
   }
 
   release(t: Tensor): void {
@@ -179,7 +197,7 @@ export class WebGpuBackend implements Backend {
   }
 
   cosineSimilarity(a: Tensor, b: Tensor): Tensor {
-    return reductions.cosineSimilarity(this.#ctx, a, b);
+    return exit.cosineSimilarity(this.#ctx, a, b);
   }
 
   gather(table: Tensor, ids: Tensor): Tensor {
@@ -208,6 +226,10 @@ export class WebGpuBackend implements Backend {
 
   attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions): Tensor {
     return attention.attention(this.#ctx, q, k, v, options);
+  }
+
+  decideExit(previous: Tensor, computed: Tensor, threshold: number, doneBefore?: Tensor): ExitDecision {
+    return exit.decideExit(this.#ctx, previous, computed, threshold, doneBefore);
   }
 
   exceeds(x: Tensor, threshold: number, flags?: Tensor): Tensor {

@@ -7,8 +7,8 @@
  * Two drivers share the layer code: `decodeFull` (teacher forcing, all positions at once, no
  * cache) and `DecodingSession` (one token per step for a batch of B sequences — beams — with a
  * key/value cache, §5.5). The encoder output has batch 1 and is shared by every sequence through
- * the attention op's batch-1 key/value sharing, so it is not copied per beam (only MuE's cache
- * copying may give a layer per-beam cross keys, see `DecodingSession.setCache`). Like the encoder,
+ * the attention op's batch-1 key/value sharing, so it is not copied per beam (MuE's cache copying
+ * may have a sequence attend to another layer's cross keys, see `LayerCache`). Like the encoder,
  * each pass is `embed` → `layer(l, …)` per layer → `finish`, so that a driver may stop early.
  */
 import type { Backend } from '../../backend/backend.js';
@@ -60,14 +60,18 @@ export interface KeyValues {
 export type SelfAttentionCache = KeyValues;
 
 /**
- * What one layer attends to in a cached step besides this step's own tokens. Cross-attention
- * keys and values are either `[1, N, d]`, shared by every sequence (the encoder memory's), or
- * `[B, N, d]`, one per sequence (MuE's cache copying can make the sequences' differ).
+ * What one layer attends to in a cached step besides this step's own tokens.
  */
 export interface LayerCache {
   /** The self-attention keys and values of the earlier tokens; none before the first step. */
   self?: SelfAttentionCache;
-  cross: KeyValues;
+  /**
+   * Per sequence, the decoder layer whose cross-attention keys and values (the encoder memory's
+   * `[1, N, d]`) it attends to: the layer itself, unless MuE's cache copying gave it an earlier
+   * layer's (src/mue/decoder-exits.ts). Cross keys are a function of the layer, so naming the
+   * layer is the copy: no tensor is copied, and sequences that name one layer share its keys.
+   */
+  crossLayers: readonly number[];
 }
 
 export interface DecoderOutput {
@@ -179,8 +183,8 @@ export class OfaDecoder {
    * (causally) and to the encoder memory.
    */
   layer(l: number, x: Tensor, pass: DecoderPass, memory: EncoderMemory): Tensor {
-    const cross = { keys: memory.crossKeys[l]!, values: memory.crossValues[l]! };
-    return this.#layer(l, x, pass, memory, { cross }, false).hidden;
+    const crossLayers = Array<number>(x.shape[0]!).fill(l);
+    return this.#layer(l, x, pass, memory, { crossLayers }, false).hidden;
   }
 
   /**
@@ -248,20 +252,15 @@ export class OfaDecoder {
         causal: true,
       });
       const afterSelf = backend.add(x, layerNorm(backend, h, w.selfAttnMidLayerNorm, eps));
-      // Cross-attention to the encoder output (shared batch 1, or one per sequence) with Across
-      // and the encoder padding.
+      // Cross-attention to the encoder output (batch 1, shared by the sequences) with Across and
+      // the encoder padding.
       h = layerNorm(backend, afterSelf, w.crossAttnLayerNorm, eps);
       const crossQueries = linear(backend, h, w.crossAttn.q);
-      const crossBatch = cache.cross.keys.shape[0]!;
-      const mask = memory.keyPaddingMask;
-      const keyPaddingMask =
-        mask.shape[0] === crossBatch ? mask : backend.concat(Array.from({ length: crossBatch }, () => mask), 0);
-      h = attentionOutput(backend, w.crossAttn, crossQueries, cache.cross.keys, cache.cross.values, {
-        heads,
-        scale,
-        bias: pass.crossPositionBias,
-        keyPaddingMask,
-      });
+      const crossOptions = { heads, scale, bias: pass.crossPositionBias, keyPaddingMask: memory.keyPaddingMask };
+      const attended = attendByLayer(backend, crossQueries, cache.crossLayers, (q, layer) =>
+        backend.attention(q, memory.crossKeys[layer]!, memory.crossValues[layer]!, crossOptions),
+      );
+      h = linear(backend, attended, w.crossAttn.out);
       const afterCross = backend.add(afterSelf, layerNorm(backend, h, w.crossAttnMidLayerNorm, eps));
       const hidden = feedForwardSublayer(backend, afterCross, w.finalLayerNorm, w.ffn, eps);
       return cached ? { hidden, keys, values } : { hidden };
@@ -318,21 +317,43 @@ export interface DecoderStep {
 }
 
 /**
+ * Attention of queries `q [B, T, d]` in groups of the sequences that name one layer in `layers`
+ * (one per sequence): `attend(q of the group, layer)` per group, the outputs put back in sequence
+ * order. One group (the usual case) is one call on `q` itself.
+ */
+function attendByLayer(backend: Backend, q: Tensor, layers: readonly number[], attend: (q: Tensor, layer: number) => Tensor): Tensor {
+  const groups = new Map<number, number[]>();
+  layers.forEach((layer, b) => groups.set(layer, [...(groups.get(layer) ?? []), b]));
+  if (groups.size === 1) return attend(q, layers[0]!);
+  const [batch, tokens, width] = q.shape as [number, number, number];
+  // Row `b·T + j` of a `[B·T, d]` view is token j of sequence b.
+  const rowsOf = (sequences: readonly number[]): Tensor =>
+    backend.upload(Int32Array.from({ length: sequences.length * tokens }, (_, i) => sequences[Math.floor(i / tokens)]! * tokens + (i % tokens)), [sequences.length * tokens], 'i32');
+  const rows = q.reshape([batch * tokens, width]);
+  const outputs = [...groups].map(([layer, sequences]) => attend(backend.gather(rows, rowsOf(sequences)).reshape([sequences.length, tokens, width]), layer));
+  // The groups' outputs are in group order; sequence b is at its place in that order.
+  const order = [...groups.values()].flat();
+  const joined = backend.concat(outputs, 0).reshape([batch * tokens, width]);
+  const inverse = Array<number>(batch);
+  order.forEach((b, place) => (inverse[b] = place));
+  return backend.gather(joined, rowsOf(inverse)).reshape([batch, tokens, width]);
+}
+
+/**
  * Incremental decoding (§5.5) of B sequences that share one encoder output. Each step feeds one
  * token per sequence and returns the logits of the next; the self-attention keys and values of
  * earlier tokens are cached per layer, the cross-attention ones are computed once.
  *
  * The cache of each layer is addressable (`cacheOf`, `setCache`) so that an early-exit driver
- * (src/mue/decoder-exits.ts) can fill the caches of layers a sequence skipped. Such a driver may
- * also give a layer per-sequence cross-attention keys and values `[B, N, d]`; by default every
- * layer uses the memory's `[1, N, d]`, shared by all sequences.
+ * (src/mue/decoder-exits.ts) can fill the caches of layers a sequence skipped, its self-attention
+ * keys and values and the layer whose cross-attention keys it reads (`LayerCache.crossLayers`).
  */
 export class DecodingSession {
   readonly #decoder: OfaDecoder;
   readonly #memory: EncoderMemory;
   readonly #self: (SelfAttentionCache | undefined)[];
-  /** Per layer, cross-attention keys and values owned by the session, replacing the memory's. */
-  readonly #cross: (KeyValues | undefined)[];
+  /** Per layer and sequence, the layer whose cross-attention keys it reads. */
+  readonly #crossLayers: number[][];
   /** `[H, t, dh]`: self-attention position keys of positions 0 … t − 1, grown each step. */
   #selfPositionKeys: Tensor | undefined;
   #batch: number;
@@ -343,7 +364,7 @@ export class DecodingSession {
     this.#decoder = decoder;
     this.#memory = decoder.memory(encoderOutput);
     this.#self = Array.from({ length: decoder.layerCount }, () => undefined);
-    this.#cross = Array.from({ length: decoder.layerCount }, () => undefined);
+    this.#crossLayers = Array.from({ length: decoder.layerCount }, (_, l) => Array<number>(batch).fill(l));
     this.#batch = batch;
   }
 
@@ -407,14 +428,12 @@ export class DecodingSession {
    */
   cacheOf(l: number): LayerCache {
     this.#checkLayer(l);
-    const cross = this.#cross[l] ?? { keys: this.#memory.crossKeys[l]!, values: this.#memory.crossValues[l]! };
-    return { self: this.#self[l], cross };
+    return { self: this.#self[l], crossLayers: this.#crossLayers[l]! };
   }
 
   /**
    * Replaces parts of layer `l`'s cache; the session takes ownership of the tensors given and
-   * frees the ones they replace (never the memory's). `self`: `[B, t, d]`; `cross`: `[1, N, d]`
-   * (shared) or `[B, N, d]` (per sequence).
+   * frees the ones they replace. `self`: `[B, t, d]`; `crossLayers`: one layer ≤ `l` per sequence.
    */
   setCache(l: number, cache: Partial<LayerCache>): void {
     this.#checkLayer(l);
@@ -424,15 +443,12 @@ export class DecodingSession {
       if (old && old.keys !== cache.self.keys) old.keys.dispose();
       if (old && old.values !== cache.self.values) old.values.dispose();
     }
-    if (cache.cross) {
-      const [batch] = cache.cross.keys.shape;
-      if (batch !== 1 && batch !== this.#batch) {
-        throw new Error(`decoding session: cross keys of batch ${batch}, expected 1 or ${this.#batch}`);
+    if (cache.crossLayers) {
+      const layers = cache.crossLayers;
+      if (layers.length !== this.#batch || !layers.every((c) => Number.isInteger(c) && c >= 0 && c <= l)) {
+        throw new Error(`decoding session: cross layers of layer ${l} must be ${this.#batch} layers from 0 to ${l}, got [${layers.join(', ')}]`);
       }
-      const old = this.#cross[l];
-      this.#cross[l] = cache.cross;
-      if (old && old.keys !== cache.cross.keys) old.keys.dispose();
-      if (old && old.values !== cache.cross.values) old.values.dispose();
+      this.#crossLayers[l] = [...layers];
     }
   }
 
@@ -462,7 +478,7 @@ export class DecodingSession {
 
   /**
    * Beam search: sequence b continues sequence `indices[b]` (the batch may change size). Reorders
-   * the self-attention caches and any per-sequence cross-attention keys and values.
+   * the self-attention caches and the cross layers of the sequences.
    */
   reorder(indices: readonly number[]): void {
     for (const index of indices) {
@@ -488,25 +504,12 @@ export class DecodingSession {
       if (entry) this.#self[l] = { keys: pick(entry.keys, rowIds), values: pick(entry.values, rowIds) };
     });
     rowIds.dispose();
-    // Per-sequence cross keys and values `[B, N, d]` (batch 1 ones are shared and stay).
-    const crossRowsOf = new Map<number, Tensor>();
-    this.#cross.forEach((entry, l) => {
-      if (!entry || entry.keys.shape[0] === 1) return;
-      const n = entry.keys.shape[1]!;
-      let ids = crossRowsOf.get(n);
-      if (!ids) {
-        const crossRows = Int32Array.from({ length: indices.length * n }, (_, i) => indices[Math.floor(i / n)]! * n + (i % n));
-        ids = backend.upload(crossRows, [indices.length, n], 'i32');
-        crossRowsOf.set(n, ids);
-      }
-      this.#cross[l] = { keys: pick(entry.keys, ids), values: pick(entry.values, ids) };
-    });
-    crossRowsOf.forEach((ids) => ids.dispose());
+    this.#crossLayers.forEach((layers, l) => (this.#crossLayers[l] = indices.map((i) => layers[i]!)));
     this.#batch = indices.length;
   }
 
   dispose(): void {
-    for (const entry of [...this.#self, ...this.#cross]) {
+    for (const entry of this.#self) {
       entry?.keys.dispose();
       entry?.values.dispose();
     }

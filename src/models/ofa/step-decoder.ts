@@ -4,7 +4,8 @@
  * log-softmax of the logits on the device (fp32, as fairseq does) and reads back `[B, V]`.
  *
  * Subclasses may replace how a step runs the decoder (`forward`, e.g. MuE's early exits in
- * src/mue/decoder-exits.ts) and look at a step once its read-back has finished (`afterRead`).
+ * src/mue/decoder-exits.ts) and read what else they need of a step together with its
+ * log-probabilities (`readAlongside`: on WebGPU one submission and one wait for both).
  */
 import type { StepDecoder } from '../../generate/decoder.js';
 import type { Tensor } from '../../tensor.js';
@@ -44,11 +45,10 @@ export class OfaStepDecoder implements StepDecoder {
     const logProbs = backend.logSoftmax(logits);
     logits.dispose();
     try {
-      const values = await logProbs.read();
+      const [values] = await Promise.all([logProbs.read(), this.readAlongside(step)]);
       if (!(values instanceof Float32Array)) {
         throw new Error(`OFA step decoder: log-probabilities read back as ${logProbs.dtype}, expected f32`);
       }
-      await this.afterRead(step);
       return values;
     } finally {
       logProbs.dispose();
@@ -60,8 +60,13 @@ export class OfaStepDecoder implements StepDecoder {
     return this.session.step(tokens);
   }
 
-  /** Called once step `step`'s log-probabilities have been read back (its device work is done). */
-  protected afterRead(_step: number): void | Promise<void> {}
+  /**
+   * Reads what a subclass needs of step `step`, started in the same run of JavaScript as the read
+   * of its log-probabilities (so it must start its reads before its first `await`).
+   */
+  protected readAlongside(_step: number): Promise<void> {
+    return Promise.resolve();
+  }
 
   reorder(indices: Int32Array): void {
     this.session.reorder(Array.from(indices));

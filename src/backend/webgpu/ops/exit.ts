@@ -1,17 +1,19 @@
 /**
- * Wrapper of `kernels/exit.wgsl`: early-exit decisions on the device (exceeds, where) and
- * `unlessAll`, whose gating mechanism lives in the kernel context (`KernelContext.gate`).
+ * Wrappers of `kernels/exit.wgsl` (MuE's exit rule: cosine similarity and the decision to stop,
+ * fused) and `kernels/select.wgsl` (`where`), and `unlessAll`, whose gating mechanism lives in the
+ * kernel context (`KernelContext.gate`).
  */
-import { exceedsSizes, unlessAllSizes, whereSizes } from '../../shapes.js';
+import type { ExitDecision } from '../../backend.js';
+import { cosineSizes, decideExitSizes, exceedsSizes, unlessAllSizes, whereSizes } from '../../shapes.js';
 import type { Tensor } from '../../../tensor.js';
-import { type KernelContext, u32 } from '../context.js';
+import { type KernelContext, type ParamValue, u32 } from '../context.js';
 import type { KernelVariant } from '../kernels.js';
+import { reductionVariant, rowWorkgroupSize } from './reductions.js';
 
-const WORKGROUP_SIZE = 64;
+/** Elements each cosine workgroup reduces: a decoder token's state is one span (one dispatch); MuE's [1, 900, 768] image states are 85. */
+const COSINE_SPAN = 8192;
 
-function variant(entryPoint: string, element: Tensor['dtype']): KernelVariant {
-  return { file: 'exit', entryPoint, enable: element === 'f16' ? ['f16'] : [], aliases: { Element: element }, constants: { WORKGROUP_SIZE } };
-}
+const SELECT_WORKGROUP_SIZE = 64;
 
 /**
  * The threshold t as its f32 rounding t32 and whether x == t32 exceeds t (t32 was rounded up):
@@ -24,15 +26,87 @@ function f32Threshold(threshold: number): { bits: number; inclusive: boolean } {
   return { bits: view.getUint32(0, true), inclusive: t32 > threshold };
 }
 
+/** The parameters of an exit.wgsl dispatch (see its `Params`). */
+function exitParams(groupCount: number, length: number, spans: number, threshold: number, hasFlags: boolean): ParamValue[] {
+  const t = f32Threshold(threshold);
+  return [groupCount, length, COSINE_SPAN, spans, t.bits, t.inclusive ? 1 : 0, hasFlags ? 1 : 0].map(u32);
+}
+
+/**
+ * The `cosine` kernel on `previous` and `computed` `[B, length]`: one dispatch when every sample
+ * is one span, else one per span then one finishing each sample. With `decision`, it also writes
+ * the carried state and the done flags (the exit rule); without, the similarity alone.
+ */
+function recordCosine(
+  ctx: KernelContext,
+  previous: Tensor,
+  computed: Tensor,
+  sizes: { batch: number; length: number },
+  similarity: Tensor,
+  decision?: { threshold: number; doneBefore?: Tensor; state: Tensor; done: Tensor },
+): void {
+  const { batch, length } = sizes;
+  const spans = Math.max(1, Math.ceil(length / COSINE_SPAN));
+  // Writable bindings the dispatch leaves alone still need buffers of their own (writable bindings must not alias).
+  const unused: Tensor[] = [];
+  const scratch = (dtype: Tensor['dtype']): Tensor => {
+    const t = ctx.output([4], dtype);
+    unused.push(t);
+    return t;
+  };
+  const partials = spans > 1 ? ctx.output([batch * spans, 4]) : scratch('f32');
+  const variant = (finish: boolean): KernelVariant =>
+    reductionVariant(ctx, 'exit', 'cosine', { Element: previous, OtherElement: computed }, {
+      WORKGROUP_SIZE: rowWorkgroupSize(ctx),
+      DECIDE: decision ? 1 : 0,
+      FINISH: finish ? 1 : 0,
+    });
+  const threshold = decision?.threshold ?? Infinity;
+  const hasFlags = decision?.doneBefore !== undefined;
+  const bindings = [
+    previous,
+    computed,
+    decision?.doneBefore ?? ctx.placeholder('i32'),
+    decision?.state ?? scratch('f32'),
+    partials,
+    similarity,
+    decision?.done ?? scratch('i32'),
+  ];
+  ctx.record({ variant: variant(false), params: exitParams(batch * spans, length, spans, threshold, hasFlags), bindings, workgroups: ctx.grid(batch * spans) });
+  if (spans > 1) {
+    ctx.record({ variant: variant(true), params: exitParams(batch, length, spans, threshold, hasFlags), bindings, workgroups: ctx.grid(batch) });
+    partials.dispose();
+  }
+  for (const t of unused) t.dispose();
+}
+
+export function cosineSimilarity(ctx: KernelContext, a: Tensor, b: Tensor): Tensor {
+  const sizes = cosineSizes(a, b);
+  const similarity = ctx.output([sizes.batch]);
+  recordCosine(ctx, b, a, sizes, similarity);
+  return similarity;
+}
+
+export function decideExit(ctx: KernelContext, previous: Tensor, computed: Tensor, threshold: number, doneBefore?: Tensor): ExitDecision {
+  const sizes = decideExitSizes(previous, computed, threshold, doneBefore);
+  const decision = {
+    state: ctx.output(previous.shape),
+    similarity: ctx.output([sizes.batch]),
+    done: ctx.output([sizes.batch], 'i32'),
+  };
+  recordCosine(ctx, previous, computed, sizes, decision.similarity, { threshold, doneBefore, ...decision });
+  return decision;
+}
+
 export function exceeds(ctx: KernelContext, x: Tensor, threshold: number, flags?: Tensor): Tensor {
   const { batch } = exceedsSizes(x, threshold, flags);
   const out = ctx.output(x.shape, 'i32');
-  const t = f32Threshold(threshold);
+  const workgroupSize = rowWorkgroupSize(ctx);
   ctx.record({
-    variant: variant('exceeds', 'f32'),
-    params: [u32(batch), u32(t.bits), u32(t.inclusive ? 1 : 0), u32(flags ? 1 : 0)],
+    variant: reductionVariant(ctx, 'exit', 'exceeds', { Element: x, OtherElement: x }, { WORKGROUP_SIZE: workgroupSize }),
+    params: exitParams(batch, 0, 0, threshold, flags !== undefined),
     bindings: [x, flags ?? ctx.placeholder('i32'), out],
-    workgroups: ctx.grid(Math.ceil(batch / WORKGROUP_SIZE)),
+    workgroups: ctx.grid(Math.ceil(batch / workgroupSize)),
   });
   return out;
 }
@@ -40,12 +114,14 @@ export function exceeds(ctx: KernelContext, x: Tensor, threshold: number, flags?
 export function where(ctx: KernelContext, condition: Tensor, a: Tensor, b: Tensor): Tensor {
   const { size, inner } = whereSizes(condition, a, b);
   const out = ctx.output(a.shape, a.dtype);
-  ctx.record({
-    variant: variant('where_select', a.dtype),
-    params: [u32(size), u32(inner), u32(0), u32(0)],
-    bindings: [condition, a, b, out],
-    workgroups: ctx.grid(Math.ceil(size / WORKGROUP_SIZE)),
-  });
+  const variant: KernelVariant = {
+    file: 'select',
+    entryPoint: 'where_select',
+    enable: a.dtype === 'f16' ? ['f16'] : [],
+    aliases: { Element: a.dtype },
+    constants: { WORKGROUP_SIZE: SELECT_WORKGROUP_SIZE },
+  };
+  ctx.record({ variant, params: [u32(size), u32(inner)], bindings: [condition, a, b, out], workgroups: ctx.grid(Math.ceil(size / SELECT_WORKGROUP_SIZE)) });
   return out;
 }
 

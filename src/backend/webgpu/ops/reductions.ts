@@ -1,9 +1,9 @@
 /**
- * Wrapper of `kernels/reduce.wgsl`: argmax, top-k and per-sample cosine similarity; and the
- * choice of workgroup reductions shared with the row kernels of `normalization.ts`.
+ * Wrapper of `kernels/reduce.wgsl`: argmax and top-k; and the choice of workgroup reductions
+ * shared with the row kernels of `normalization.ts` and the exit rule of `exit.ts`.
  */
 import type { TopK } from '../../backend.js';
-import { cosineSizes, lastDimSizes, topkSizes } from '../../shapes.js';
+import { lastDimSizes, topkSizes } from '../../shapes.js';
 import type { Shape, Tensor } from '../../../tensor.js';
 import { type KernelContext, u32 } from '../context.js';
 import type { KernelFile, KernelVariant } from '../kernels.js';
@@ -46,9 +46,6 @@ export function rowWorkgroupSize(ctx: KernelContext): number {
 /** Elements each top-k workgroup selects from: rows longer than this are split, then merged. */
 const TOPK_SPAN = 4096;
 
-/** Elements each cosine workgroup reduces (MuE compares [1, 900, 768] states: 85 workgroups). */
-const COSINE_SPAN = 8192;
-
 /**
  * One top-k selection dispatch over `spans` spans per row of `values` ([rows, cols]); `indices`
  * are the candidates' own indices when merging spans (else a placeholder: positions are indices).
@@ -58,8 +55,7 @@ function selectTop(ctx: KernelContext, values: Tensor, indices: Tensor | undefin
   const out: TopK = { values: ctx.output([rows, spans * k]), indices: ctx.output([rows, spans * k], 'i32') };
   const constants = { WORKGROUP_SIZE: rowWorkgroupSize(ctx), CANDIDATES: indices ? 1 : 0 };
   ctx.record({
-    // OtherElement types cosine's second operand, declared in the same file: any type will do.
-    variant: reductionVariant(ctx, 'reduce', 'topk', { Element: values, OtherElement: values }, constants),
+    variant: reductionVariant(ctx, 'reduce', 'topk', { Element: values }, constants),
     params: [rows * spans, cols, spanLength, spans, k].map(u32),
     bindings: [values, indices ?? ctx.placeholder('i32'), out.values, out.indices],
     workgroups: ctx.grid(rows * spans),
@@ -94,26 +90,4 @@ export function argmax(ctx: KernelContext, x: Tensor): Tensor {
   best.values.dispose();
   const outShape: Shape = x.shape.slice(0, -1);
   return best.indices.reshape(outShape);
-}
-
-export function cosineSimilarity(ctx: KernelContext, a: Tensor, b: Tensor): Tensor {
-  const { batch, length } = cosineSizes(a, b);
-  const out = ctx.output([batch]);
-  const spans = Math.max(1, Math.ceil(length / COSINE_SPAN));
-  const partials = ctx.output([batch * spans, 4]);
-  const constants = { WORKGROUP_SIZE: rowWorkgroupSize(ctx) };
-  ctx.record({
-    variant: reductionVariant(ctx, 'reduce', 'cosinePartials', { Element: a, OtherElement: b }, constants),
-    params: [batch * spans, length, COSINE_SPAN, spans, 0].map(u32),
-    bindings: [a, b, partials],
-    workgroups: ctx.grid(batch * spans),
-  });
-  ctx.record({
-    variant: reductionVariant(ctx, 'reduce', 'cosineFinish', { Element: partials, OtherElement: partials }, constants),
-    params: [batch, length, COSINE_SPAN, spans, 0].map(u32),
-    bindings: [partials, out],
-    workgroups: ctx.grid(batch),
-  });
-  partials.dispose();
-  return out;
 }
