@@ -25,7 +25,7 @@
  *     the authors' decoder schedule for max_len 16). `layers_fraction` is the exit report's share
  *     of token-weighted layer compute run (the paper's expected time; 1 − it is what was saved).
  *   The configurations run round-robin (one run of each in turn, `--forward-runs` rounds after a
- *   warm-up round; default 3 on the CPU, 6 on WebGPU), so that drift on a shared machine hits all
+ *   warm-up round; default 3 on the CPU, 15 on WebGPU), so that drift on a shared machine hits all
  *   of them alike; the table compares medians and, less sensitive to other load, minimums. `--exit-scope` and `--cache-fill` set the threshold rows' decision scope and
  *   cache fill (default: per beam, copied — the pipeline's defaults).
  *
@@ -138,8 +138,7 @@ interface SkippedRow {
 interface Settings {
   runs: number;
   warmup: number;
-  /** Timed rounds of the `ofa-forward` configurations (after one warm-up round). */
-  /** Timed rounds per backend (default: 3 on the CPU, 6 on WebGPU). */
+  /** Timed rounds of the `ofa-forward` configurations per backend, after one warm-up round (default: 3 on the CPU, 15 on WebGPU). */
   forwardRuns: Partial<Record<BackendName, number>>;
   encoderMode?: EncoderMode;
   scope: DecisionScope;
@@ -271,7 +270,7 @@ async function benchForward(subject: Subject, golden: Golden, settings: Settings
   const times = EXIT_CONFIGS.map(() => [] as number[]);
   const fractions = EXIT_CONFIGS.map(() => 1);
   try {
-    const rounds = settings.forwardRuns[subject.name] ?? (subject.name === 'cpu' ? 3 : 6);
+    const rounds = settings.forwardRuns[subject.name] ?? (subject.name === 'cpu' ? 3 : 15);
     for (let round = -1; round < rounds; round++) {
       for (const [i, config] of EXIT_CONFIGS.entries()) {
         // Warm-up: every path once on WebGPU (pipelines compile on first use); the CPU has only

@@ -3,14 +3,16 @@
 //   state[b]      = doneBefore[b] ? previous[b] : computed[b]   (a stopped sample keeps its exit state)
 //   similarity[b] = cos(state[b], previous[b]) = s·p / (max(‖s‖, ε)·max(‖p‖, ε))   (PyTorch's)
 //   done[b]       = similarity[b] > threshold || doneBefore[b]
+//   allDone       = every done[b]   (one word: the gate of the next layer, bound as a uniform)
 // With DECIDE false, `similarity` alone is the plain op cosineSimilarity(computed, previous).
 //
 // Entry points:
-//   cosine:     workgroups reduce spans of a sample (and write its state). When a sample is one
-//               span, the workgroup finishes it; else it writes partial sums, and a second dispatch
-//               with FINISH (one workgroup per sample) adds them up and finishes. The decoder's
-//               per-token checks (a few hundred elements per beam) take a single dispatch.
-//   exceeds:    decided[i] = x[i] > threshold || flags[i] != 0 (the decision alone).
+//   cosine:  STAGE 0 (WHOLE): one workgroup takes every sample in turn — a decoding step's token
+//            states (beams × a few hundred elements) in a single dispatch. Longer states take two
+//            dispatches: STAGE 1 (SPANS), a workgroup per span of a sample writing its partial
+//            sums (and its elements of `state`), then STAGE 2 (FINISH), one workgroup adding each
+//            sample's partial sums up.
+//   exceeds: decided[i] = x[i] > threshold || flags[i] != 0 (the decision alone).
 // A threshold t is given as its f32 rounding t32: x > t holds exactly when x > t32, or x == t32
 // where t32 was rounded up from t (no f32 lies strictly between t and t32), as the CPU's f64
 // comparison decides. NaN never exceeds; it is tested on the bits, as shader compilers may assume
@@ -19,22 +21,25 @@
 // (previous and computed), and an included reduction file (workgroupSum3).
 
 struct Params {
-  // similarity: workgroups with work (samples × spans, or samples with FINISH); exceeds: elements.
-  groupCount: u32,
-  // similarity: elements per sample, per span, and spans per sample.
+  // cosine: samples, elements per sample, per span (STAGE 1), and spans per sample; exceeds: elements.
+  samples: u32,
   length: u32,
   spanLength: u32,
   spans: u32,
   // The threshold t32's bits, and 1 when x == t32 exceeds the caller's threshold.
   threshold: u32,
   inclusive: u32,
-  // 1 when `doneBefore` (similarity) or `flags` (exceeds) is bound.
+  // 1 when `doneBefore` (cosine) or `flags` (exceeds) is bound.
   hasFlags: u32,
 }
 
+const WHOLE = 0u;
+const SPANS = 1u;
+const FINISH = 2u;
+
 override WORKGROUP_SIZE: u32 = 256;
 override DECIDE: bool = false;
-override FINISH: bool = false;
+override STAGE: u32 = WHOLE;
 
 const COSINE_EPS = 1e-8;
 
@@ -59,47 +64,17 @@ fn exceedsThreshold(v: f32) -> bool {
 @group(0) @binding(5) var<storage, read_write> partials: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read_write> similarity: array<f32>;
 @group(0) @binding(7) var<storage, read_write> done: array<i32>;
+@group(0) @binding(8) var<storage, read_write> allDone: i32;
 
 fn stoppedBefore(sample: u32) -> bool {
   return DECIDE && params.hasFlags != 0u && doneBefore[sample] != 0;
 }
 
-/** Writes a sample's similarity (and decision) from its sums (s·p, s·s, p·p). */
-fn finishSample(sample: u32, sums: vec3<f32>) {
-  let cosine = sums.x / (max(sqrt(sums.y), COSINE_EPS) * max(sqrt(sums.z), COSINE_EPS));
-  similarity[sample] = cosine;
-  if (DECIDE) {
-    done[sample] = select(0, 1, exceedsThreshold(cosine) || stoppedBefore(sample));
-  }
-}
-
-@compute @workgroup_size(WORKGROUP_SIZE)
-fn cosine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
-       @builtin(local_invocation_index) lid: u32) {
-  if (gate_closed()) {
-    return;
-  }
-  let group = groupIndex(wid, groups);
-  if (group >= params.groupCount) {
-    return;
-  }
-  if (FINISH) {
-    var sums = vec3(0.0);
-    for (var s = lid; s < params.spans; s += WORKGROUP_SIZE) {
-      sums += partials[group * params.spans + s].xyz;
-    }
-    let total = workgroupSum3(sums, lid);
-    if (lid == 0u) {
-      finishSample(group, total);
-    }
-    return;
-  }
-  let sample = group / params.spans;
+/** This invocation's share of (s·p, s·s, p·p) over elements start..end of `sample`, writing `state`. */
+fn accumulate(sample: u32, start: u32, end: u32, lid: u32) -> vec3<f32> {
   let keep = stoppedBefore(sample);
-  let spanStart = sample * params.length + (group % params.spans) * params.spanLength;
-  let spanEnd = min(spanStart + params.spanLength, (sample + 1u) * params.length);
   var sums = vec3(0.0);
-  for (var i = spanStart + lid; i < spanEnd; i += WORKGROUP_SIZE) {
+  for (var i = start + lid; i < end; i += WORKGROUP_SIZE) {
     let p = f32(previous[i]);
     let s = select(f32(computed[i]), p, keep);
     if (DECIDE) {
@@ -107,13 +82,57 @@ fn cosine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups
     }
     sums += vec3(s * p, s * s, p * p);
   }
-  let total = workgroupSum3(sums, lid);
-  if (lid == 0u) {
-    if (params.spans == 1u) {
-      finishSample(sample, total);
-    } else {
+  return sums;
+}
+
+/** Writes a sample's similarity (and decision) from its sums; returns whether it is done. */
+fn finishSample(sample: u32, sums: vec3<f32>) -> bool {
+  let cosine = sums.x / (max(sqrt(sums.y), COSINE_EPS) * max(sqrt(sums.z), COSINE_EPS));
+  similarity[sample] = cosine;
+  let stopped = exceedsThreshold(cosine) || stoppedBefore(sample);
+  if (DECIDE) {
+    done[sample] = select(0, 1, stopped);
+  }
+  return stopped;
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn cosine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+          @builtin(local_invocation_index) lid: u32) {
+  if (gate_closed()) {
+    return;
+  }
+  if (STAGE == SPANS) {
+    let group = groupIndex(wid, groups);
+    if (group >= params.samples * params.spans) {
+      return;
+    }
+    let sample = group / params.spans;
+    let start = sample * params.length + (group % params.spans) * params.spanLength;
+    let end = min(start + params.spanLength, (sample + 1u) * params.length);
+    let total = workgroupSum3(accumulate(sample, start, end, lid), lid);
+    if (lid == 0u) {
       partials[group] = vec4(total, 0.0);
     }
+    return;
+  }
+  var every = true;
+  for (var sample = 0u; sample < params.samples; sample++) {
+    var sums = vec3(0.0);
+    if (STAGE == WHOLE) {
+      sums = accumulate(sample, sample * params.length, (sample + 1u) * params.length, lid);
+    } else {
+      for (var s = lid; s < params.spans; s += WORKGROUP_SIZE) {
+        sums += partials[sample * params.spans + s].xyz;
+      }
+    }
+    let total = workgroupSum3(sums, lid);
+    if (lid == 0u) {
+      every = finishSample(sample, total) && every;
+    }
+  }
+  if (DECIDE && lid == 0u) {
+    allDone = select(0, 1, every);
   }
 }
 
@@ -130,7 +149,7 @@ fn exceeds(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) group
     return;
   }
   let i = groupIndex(wid, groups) * WORKGROUP_SIZE + lid;
-  if (i >= params.groupCount) {
+  if (i >= params.samples) {
     return;
   }
   decided[i] = select(0, 1, exceedsThreshold(x[i]) || (params.hasFlags != 0u && flags[i] != 0));

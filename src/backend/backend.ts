@@ -68,6 +68,11 @@ export interface ExitDecision {
   similarity: Tensor;
   /** i32 `[B]`: 1 for the samples that stop after this layer or had stopped before. */
   done: Tensor;
+  /**
+   * i32 `[1]`: 1 when every sample is done. `unlessAll(allDone, …)` gates the next layer as
+   * `unlessAll(done, …)` would, and a single flag is a gate the WebGPU kernels read directly.
+   */
+  allDone: Tensor;
 }
 
 export interface Backend {
@@ -150,6 +155,7 @@ export interface Backend {
    *     state[b]      = doneBefore[b] ≠ 0 ? previous[b] : computed[b]
    *     similarity[b] = cos(flatten(state[b]), flatten(previous[b]))
    *     done[b]       = similarity[b] > threshold  or  doneBefore[b] ≠ 0
+   *     allDone       = every done[b]
    *
    * which is `where`, `cosineSimilarity` and `exceeds` in one (one dispatch on WebGPU for the
    * decoder's per-token states). `doneBefore` is i32 `[B]`; without it no sample had stopped.
@@ -164,8 +170,9 @@ export interface Backend {
   where(condition: Tensor, a: Tensor, b: Tensor): Tensor;
   /**
    * Runs `fn` unless every element of the i32 flags `done` is non-zero. The WebGPU backend decides
-   * on the device: a small kernel closes a gate word when all are done, and every kernel `fn`
-   * records returns at once on a closed gate, so no read-back interrupts the submission. Tensors `fn`
+   * on the device: every kernel `fn` records returns at once on a closed gate word (one flag is
+   * its own word; several are reduced to one by a small kernel), so no read-back interrupts the
+   * submission. Tensors `fn`
    * creates hold unspecified values when it was skipped: combine them with `where`. Not nestable;
    * `fn` must not read tensors back.
    */

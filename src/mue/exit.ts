@@ -48,6 +48,8 @@ export interface LayerDecision {
 export class ExitTracker {
   readonly decisions: LayerDecision[] = [];
   #done: Tensor | undefined;
+  /** i32 `[1]`: every sample has stopped (the gate of the next layer). */
+  #allDone: Tensor | undefined;
   #allDoneOnHost = false;
 
   constructor(
@@ -71,11 +73,14 @@ export class ExitTracker {
       return previous;
     }
     const doneBefore = this.#done;
-    const computed = doneBefore && this.options.site === 'device' ? backend.unlessAll(doneBefore, () => run(previous)) : run(previous);
-    const { state, similarity, done } = this.#decide(previous, computed, doneBefore);
+    const allDoneBefore = this.#allDone;
+    const computed = allDoneBefore && this.options.site === 'device' ? backend.unlessAll(allDoneBefore, () => run(previous)) : run(previous);
+    const { state, similarity, done, allDone } = this.#decide(previous, computed, doneBefore);
     computed.dispose();
+    allDoneBefore?.dispose();
     this.decisions.push({ layer, similarity, done, skippedOnHost: false });
     this.#done = done;
+    this.#allDone = allDone;
     if (this.options.site === 'host') {
       const flags = await done.read();
       this.#allDoneOnHost = flags.every((f) => f !== 0);
@@ -103,5 +108,7 @@ export class ExitTracker {
     }
     this.decisions.length = 0;
     this.#done = undefined;
+    this.#allDone?.dispose();
+    this.#allDone = undefined;
   }
 }

@@ -72,6 +72,8 @@ describe('decideExit', () => {
     // Sample 0 barely moves (stops), 1 turns around, 2 had stopped (keeps its state), 3 moves a little.
     const d = cpu.decideExit(f32(previous, shape), f32(computed, shape), 0.99, i32([0, 0, 1, 0]));
     expect(await values(d.done)).toEqual([1, 0, 1, 0]);
+    expect(await values(d.allDone)).toEqual([0]);
+    expect(await values(cpu.decideExit(f32(previous, shape), f32(previous, shape), 0.99).allDone)).toEqual([1]);
     expect((await values(d.state)).slice(4, 6)).toEqual([2, 2]);
     expect([d.state.dtype, d.similarity.dtype, d.done.dtype]).toEqual(['f32', 'f32', 'i32']);
   });

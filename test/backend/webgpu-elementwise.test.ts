@@ -79,6 +79,9 @@ describe('data movement', () => {
     [[4, 9, 5], 1, 2, 7],
     [[4, 9, 5], 2, 0, 1],
     [[4, 9, 5], 0, 4, 4],
+    // Every offset a multiple of 4 elements: copied by vec4s.
+    [[3, 8, 12], 1, 4, 8],
+    [[6, 16], 0, 2, 5],
   ] as [Shape, number, number, number][])('slices %j along %i from %i to %i', async (shape, axis, start, end) => {
     const x = randomFloats(sizeOf(shape), createRng(6));
     await expectSameOnBoth((k) => k.slice(k.upload(x, shape), axis, start, end), EXACT, 'slice');
@@ -90,6 +93,8 @@ describe('data movement', () => {
     const b = randomFloats(2 * 5 * 4, rng);
     await expectSameOnBoth((k) => k.concat([k.upload(a, [2, 3, 4]), k.upload(b, [2, 5, 4]), k.upload(a, [2, 3, 4])], 1), EXACT, 'concat axis 1');
     await expectSameOnBoth((k) => k.concat([k.upload(a, [2, 12]), k.upload(a, [2, 12])], 0), EXACT, 'concat axis 0');
+    const halves = floatsToHalves(b);
+    await expectSameOnBoth((k) => k.concat([k.upload(halves, [2, 5, 4], 'f16'), k.upload(halves, [2, 5, 4], 'f16')], 1), EXACT, 'concat f16 by vec4s');
     const ids = Int32Array.from({ length: 6 }, (_, i) => i - 3);
     const joined = await evaluate(gpu, (k) => k.concat([k.upload(ids, [2, 3]), k.upload(ids, [2, 3])], -1));
     expect(Array.from(joined)).toEqual([-3, -2, -1, -3, -2, -1, 0, 1, 2, 0, 1, 2]);

@@ -72,7 +72,7 @@ describe('decideExit', () => {
         const sorted = [...similarities].sort((x, y) => x - y);
         const threshold = batch === 1 ? sorted[0]! - 0.01 : (sorted[0]! + sorted[1]!) / 2;
         expect(batch === 1 || sorted[1]! - sorted[0]! > 1e-3, 'test setup: similarities spread').toBe(true);
-        for (const part of ['state', 'done'] as const) {
+        for (const part of ['state', 'done', 'allDone'] as const) {
           const [actual, expected] = [await evaluate(backend, (k) => op(k, threshold)[part]), await evaluate(cpu, (k) => op(k, threshold)[part])];
           expect(Array.from(actual), part).toEqual(Array.from(expected));
         }
@@ -89,6 +89,8 @@ describe('decideExit', () => {
     const decision = (k: Backend) => k.decideExit(f32(k, previous, shape), f32(k, computed, shape), 0.5, i32(k, [0, 0, 1, 1])).done;
     expect(Array.from(await evaluate(gpu, decision))).toEqual([1, 0, 1, 1]);
     expect(Array.from(await evaluate(cpu, decision))).toEqual([1, 0, 1, 1]);
+    const allDone = (k: Backend) => k.decideExit(f32(k, previous, shape), f32(k, previous, shape), 0.5, i32(k, [0, 0, 1, 1])).allDone;
+    expect(Array.from(await evaluate(gpu, allDone))).toEqual([1]);
   });
 });
 

@@ -320,12 +320,12 @@ export class CpuBackend implements Backend {
 
   decideExit(previous: Tensor, computed: Tensor, threshold: number, doneBefore?: Tensor): ExitDecision {
     const sizes = decideExitSizes(previous, computed, threshold, doneBefore);
-    const outputs = [[previous.shape, 'f32'], [[sizes.batch], 'f32'], [[sizes.batch], 'i32']] as const;
-    const [state, similarity, done] = this.#results(outputs, () => {
+    const outputs = [[previous.shape, 'f32'], [[sizes.batch], 'f32'], [[sizes.batch], 'i32'], [[1], 'i32']] as const;
+    const [state, similarity, done, allDone] = this.#results(outputs, () => {
       const d = exit.decideExit(sizes, this.#floats(previous), this.#floats(computed), threshold, doneBefore && this.#ints(doneBefore));
-      return [d.state, d.similarity, d.done];
+      return [d.state, d.similarity, d.done, d.allDone];
     });
-    return { state: state!, similarity: similarity!, done: done! };
+    return { state: state!, similarity: similarity!, done: done!, allDone: allDone! };
   }
 
   exceeds(x: Tensor, threshold: number, flags?: Tensor): Tensor {

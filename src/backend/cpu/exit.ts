@@ -9,11 +9,12 @@ export function decideExit(
   computed: Float32Array,
   threshold: number,
   doneBefore: Int32Array | undefined,
-): { state: Float32Array; similarity: Float32Array; done: Int32Array } {
+): { state: Float32Array; similarity: Float32Array; done: Int32Array; allDone: Int32Array } {
   const { batch, length } = sizes;
   const state = doneBefore ? where({ size: batch * length, inner: length }, doneBefore, previous, computed) : computed.slice();
   const similarity = cosineSimilarity(sizes, state, previous);
-  return { state, similarity, done: exceeds(similarity, threshold, doneBefore) };
+  const done = exceeds(similarity, threshold, doneBefore);
+  return { state, similarity, done, allDone: Int32Array.of(allDone(done) ? 1 : 0) };
 }
 
 /** 1 where `x[i] > threshold` (never for NaN) or `flags[i] ≠ 0`, else 0. */

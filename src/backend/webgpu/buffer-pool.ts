@@ -33,7 +33,8 @@ export class BufferPool {
     this.#peakBytesInUse = Math.max(this.#peakBytesInUse, this.#bytesInUse);
     if (buffer) return buffer;
     this.#bytesAllocated += size;
-    return this.device.createBuffer({ size, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+    // UNIFORM: a one-flag tensor may be the gate word of `unlessAll` (context.ts).
+    return this.device.createBuffer({ size, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
   }
 
   release(buffer: GPUBuffer, recording: boolean): void {

@@ -8,11 +8,13 @@
  *
  * Gates (`unlessAll`, see `kernels/gate.wgsl`): every kernel binds a gate word as a uniform at
  * `@group(1) @binding(0)` and returns at once when it is non-zero. While `unlessAll` runs, every
- * recorded dispatch is marked with its gate. At flush each gate that marked something gets a slot
- * in the submission's gate buffer (UNIFORM | STORAGE), and at the gate's place in the recording
- * (after the work that computed its `done` flags) one `select.close_gate` dispatch writes the slot:
- * 1 when every flag is set. The gate's dispatches bind that slot; all others bind a word that is
- * always 0. So the decision never leaves the device and the forward pass stays one submission.
+ * recorded dispatch is marked with its gate. A single flag is its own gate word: the gate's
+ * dispatches bind the flag's buffer (pooled buffers have UNIFORM usage for this), e.g. the
+ * `allDone` word of `decideExit`. For several flags, at flush each such gate gets a slot in the
+ * submission's gate buffer (UNIFORM | STORAGE), and at the gate's place in the recording (after
+ * the work that computed its flags) one `select.close_gate` dispatch writes the slot: 1 when every
+ * flag is set. Dispatches outside gates bind a word that is always 0. So the decision never
+ * leaves the device and the forward pass stays one submission.
  * Usage scopes in a compute pass are per dispatch: the gate kernel may write the slot as storage
  * in the same pass whose later dispatches read it as a uniform.
  * Copies (hence reads) and submits are refused while a gate is open; gates do not nest.
@@ -22,6 +24,7 @@ import type { Backend } from '../backend.js';
 import type { BufferPool } from './buffer-pool.js';
 import type { DeviceCapabilities } from './device.js';
 import type { KernelVariant, PipelineCache } from './kernels.js';
+import { mapForRead } from './wait.js';
 
 export type ParamValue = { u32: number } | { i32: number } | { f32: number };
 export const u32 = (value: number): ParamValue => ({ u32: value });
@@ -65,7 +68,10 @@ export interface Dispatch {
 /** One `unlessAll`: its flags, its kernel's parameters, and whether a dispatch was recorded inside it. */
 interface Gate {
   done: GPUBuffer;
-  params: { offset: number; size: number };
+  /** The flags are one word, bound directly; else `close_gate` writes a slot from them. */
+  direct: boolean;
+  /** close_gate's parameters (several flags). */
+  params?: { offset: number; size: number };
   used: boolean;
 }
 
@@ -80,8 +86,23 @@ type Recorded =
       /** Recorded inside this `unlessAll`. */
       gate?: Gate;
     }
-  | { kind: 'copy'; source: GPUBuffer; target: GPUBuffer; size: number }
+  | CopyRecord
   | { kind: 'gate'; gate: Gate };
+
+/** A read's copy into the staging buffer that the flush lays out for all reads it submits. */
+interface CopyRecord {
+  kind: 'copy';
+  source: GPUBuffer;
+  size: number;
+  target?: GPUBuffer;
+  targetOffset: number;
+}
+
+interface PendingRead {
+  copy: CopyRecord;
+  resolve: (bytes: ArrayBuffer) => void;
+  reject: (error: unknown) => void;
+}
 
 /** Also a valid storage-binding offset: WebGPU caps minStorageBufferOffsetAlignment at 256. */
 const UNIFORM_ALIGNMENT = 256;
@@ -105,10 +126,14 @@ export class KernelContext {
   #gateBuffer: GPUBuffer | undefined;
   /** Bind groups of the gate buffer's slots, per pipeline (auto layouts are per pipeline) and slot. */
   readonly #slotGroups = new Map<GPUComputePipeline, GPUBindGroup[]>();
+  /** Bind groups of one-flag gates, per pipeline and flag buffer. */
+  readonly #wordGroups = new Map<GPUComputePipeline, WeakMap<GPUBuffer, GPUBindGroup>>();
   /** The always-open gate of dispatches outside `unlessAll`, and its bind group per pipeline. */
   #openGate: GPUBuffer | undefined;
   readonly #openGateGroups = new Map<GPUComputePipeline, GPUBindGroup>();
   #submissions = 0;
+  /** Reads recorded since the last flush. */
+  #pendingReads: PendingRead[] = [];
 
   constructor(
     readonly backend: Backend,
@@ -150,7 +175,8 @@ export class KernelContext {
     if (this.#gate) throw new Error('unlessAll: cannot be nested (a gate is already open)');
     if (done.disposed) throw new Error('unlessAll: the done flags were disposed');
     this.#beginRecording();
-    const gate: Gate = { done: done.storage as GPUBuffer, params: this.#writeParams([u32(done.size)]), used: false };
+    const direct = done.size === 1;
+    const gate: Gate = { done: done.storage as GPUBuffer, direct, params: direct ? undefined : this.#writeParams([u32(done.size)]), used: false };
     this.#records.push({ kind: 'gate', gate });
     this.#gate = gate;
     try {
@@ -196,11 +222,30 @@ export class KernelContext {
     this.#records.push({ kind: 'dispatch', pipeline, paramsOffset: params.offset, paramsSize: params.size, buffers, workgroups: d.workgroups, gate });
   }
 
-  recordCopy(source: GPUBuffer, target: GPUBuffer, size: number): void {
+  /**
+   * Records a copy of the first `size` bytes of `source` (a multiple of 4) for reading back; the
+   * promise gives them once the device has run everything recorded before. The reads recorded
+   * before one flush share one staging buffer, one submission and one map, and the flush happens
+   * at the latest when the current run of JavaScript ends: reads started together (a step's
+   * log-probabilities and its exit report) cost one round trip.
+   */
+  readBack(source: GPUBuffer, size: number): Promise<ArrayBuffer> {
     this.checkUsable();
     this.refuseInsideGate('copying a buffer (reading a tensor)');
     this.#beginRecording();
-    this.#records.push({ kind: 'copy', source, target, size });
+    const copy: CopyRecord = { kind: 'copy', source, size, targetOffset: 0 };
+    this.#records.push(copy);
+    const bytes = new Promise<ArrayBuffer>((resolve, reject) => this.#pendingReads.push({ copy, resolve, reject }));
+    if (this.#pendingReads.length === 1) {
+      queueMicrotask(() => {
+        try {
+          this.flush();
+        } catch (error) {
+          for (const read of this.#pendingReads.splice(0)) read.reject(error);
+        }
+      });
+    }
+    return bytes;
   }
 
   /** Splits a 1-D workgroup count over x and y when it exceeds the per-dimension limit. */
@@ -217,12 +262,16 @@ export class KernelContext {
     if (!this.#recording) return;
     this.#recording = false;
     const records = this.#records.splice(0);
+    const reads = this.#pendingReads.splice(0);
+    const staging = reads.length > 0 ? this.#layOutReads(reads) : undefined;
     if (records.length > 0) {
       const slots = this.#gateSlots(records);
       const params = this.#uploadParams();
       const gates = slots.size > 0 ? this.#gateBufferFor(slots.size) : undefined;
-      const gateGroup = (pipeline: GPUComputePipeline, gate: Gate | undefined): GPUBindGroup =>
-        gate ? this.#slotGroup(pipeline, slots.get(gate)!) : this.#openGateGroup(pipeline);
+      const gateGroup = (pipeline: GPUComputePipeline, gate: Gate | undefined): GPUBindGroup => {
+        if (!gate) return this.#openGateGroup(pipeline);
+        return gate.direct ? this.#wordGroup(pipeline, gate.done) : this.#slotGroup(pipeline, slots.get(gate)!);
+      };
       const gatePipeline = slots.size > 0 ? this.pipelines.get(GATE_KERNEL) : undefined;
       const encoder = this.device.createCommandEncoder();
       let pass: GPUComputePassEncoder | undefined;
@@ -237,14 +286,14 @@ export class KernelContext {
         if (r.kind === 'copy') {
           pass?.end();
           pass = undefined;
-          encoder.copyBufferToBuffer(r.source, 0, r.target, 0, r.size);
+          encoder.copyBufferToBuffer(r.source, 0, r.target!, r.targetOffset, r.size);
           continue;
         }
         if (r.kind === 'gate') {
           const slot = slots.get(r.gate);
-          if (slot === undefined) continue; // nothing was recorded inside it
+          if (slot === undefined) continue; // nothing was recorded inside it, or its one flag is the word
           bind(gatePipeline!, [
-            { binding: 0, resource: { buffer: params, ...r.gate.params } },
+            { binding: 0, resource: { buffer: params, ...r.gate.params! } },
             { binding: 1, resource: { buffer: r.gate.done } },
             { binding: 2, resource: this.#slotOf(gates!, slot) },
           ]).dispatchWorkgroups(1);
@@ -261,6 +310,34 @@ export class KernelContext {
     this.#paramsUsed = 0;
     this.#errorChecks.push(this.device.popErrorScope(), this.device.popErrorScope());
     this.pool.submitted();
+    if (staging) void this.#deliver(staging, reads);
+  }
+
+  /** One staging buffer for `reads`, each copy's place in it set. */
+  #layOutReads(reads: readonly PendingRead[]): GPUBuffer {
+    let size = 0;
+    for (const { copy } of reads) {
+      copy.targetOffset = size;
+      size += copy.size;
+    }
+    const staging = this.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    for (const { copy } of reads) copy.target = staging;
+    return staging;
+  }
+
+  /** Maps the staging buffer once the submission is done and hands each read its bytes. */
+  async #deliver(staging: GPUBuffer, reads: readonly PendingRead[]): Promise<void> {
+    try {
+      await this.checkErrors();
+      await mapForRead(staging);
+      const all = staging.getMappedRange();
+      for (const { copy, resolve } of reads) resolve(all.slice(copy.targetOffset, copy.targetOffset + copy.size));
+      staging.unmap();
+    } catch (error) {
+      for (const read of reads) read.reject(error);
+    } finally {
+      staging.destroy();
+    }
   }
 
   /** Throws the first WebGPU error (validation, out of memory, internal) raised since the last check. */
@@ -327,7 +404,7 @@ export class KernelContext {
   /** Numbers the gates that gated something, in recording order: their slots in the gate buffer. */
   #gateSlots(records: readonly Recorded[]): Map<Gate, number> {
     const slots = new Map<Gate, number>();
-    for (const r of records) if (r.kind === 'gate' && r.gate.used) slots.set(r.gate, slots.size);
+    for (const r of records) if (r.kind === 'gate' && r.gate.used && !r.gate.direct) slots.set(r.gate, slots.size);
     return slots;
   }
 
@@ -353,6 +430,18 @@ export class KernelContext {
     if (!groups) this.#slotGroups.set(pipeline, (groups = []));
     groups[slot] ??= this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(1), entries: [{ binding: 0, resource: this.#slotOf(this.#gateBuffer!, slot) }] });
     return groups[slot];
+  }
+
+  /** The bind group of a one-flag gate (the flag's pooled buffer) for `pipeline`, kept while the buffer lives. */
+  #wordGroup(pipeline: GPUComputePipeline, word: GPUBuffer): GPUBindGroup {
+    let groups = this.#wordGroups.get(pipeline);
+    if (!groups) this.#wordGroups.set(pipeline, (groups = new WeakMap()));
+    let group = groups.get(word);
+    if (!group) {
+      group = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(1), entries: [{ binding: 0, resource: { buffer: word, size: GATE_WORD_BYTES } }] });
+      groups.set(word, group);
+    }
+    return group;
   }
 
   #openGateGroup(pipeline: GPUComputePipeline): GPUBindGroup {

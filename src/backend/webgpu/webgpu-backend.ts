@@ -19,7 +19,7 @@ import { BufferPool } from './buffer-pool.js';
 import { KernelContext, type KernelContextOptions } from './context.js';
 import type { AcquiredDevice, DeviceCapabilities } from './device.js';
 import { PipelineCache, type KernelSources } from './kernels.js';
-import { mapForRead, waitForQueue } from './wait.js';
+import { waitForQueue } from './wait.js';
 import * as elementwise from './ops/elementwise.js';
 import * as exit from './ops/exit.js';
 import * as indexing from './ops/indexing.js';
@@ -38,8 +38,6 @@ export class WebGpuBackend implements Backend {
   readonly #ctx: KernelContext;
   #lostReason: string | undefined;
   #destroyed = false;
-  /** The submission that the reads started in the current run of JavaScript share (see `read`). */
-  #readSubmission: Promise<void> | undefined;
 
   /** `options.maxBindingBytes` lowers the storage binding limit below the device's (tests). */
   constructor({ device, capabilities }: AcquiredDevice, sources: KernelSources, options: KernelContextOptions = {}) {
@@ -87,41 +85,20 @@ export class WebGpuBackend implements Backend {
   }
 
   /**
-   * Copies `t` to a mappable buffer and maps it. The copy is submitted once the current run of
-   * JavaScript ends, so reads started together (`Promise.all([a.read(), b.read()])`) share one
-   * submission: a decoding step reads its log-probabilities and its exit report in one go.
+   * Copies `t` to a mappable buffer and maps it. Reads started together
+   * (`Promise.all([a.read(), b.read()])`) share one submission and one map (`KernelContext.readBack`).
    */
   async read(t: Tensor): Promise<HostArray> {
     this.#checkUsable();
     if (t.disposed) throw new Error(`read: tensor ${shapeToString(t.shape)} was disposed`);
     this.#ctx.refuseInsideGate('read');
     const bytes = t.size * BYTES_PER_ELEMENT[t.dtype];
-    const size = Math.max(4, Math.ceil(bytes / 4) * 4);
-    const staging = this.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-    try {
-      this.#ctx.recordCopy(t.storage as GPUBuffer, staging, size);
-      await this.#submitReads();
-      await mapForRead(staging);
-      this.#checkUsable();
-      const copy = staging.getMappedRange().slice(0, bytes);
-      staging.unmap();
-      if (t.dtype === 'i32') return new Int32Array(copy);
-      if (t.dtype === 'f16') return halvesToFloats(new Uint16Array(copy));
-      return new Float32Array(copy);
-    } finally {
-      staging.destroy();
-    }
-  }
-
-  /** Submits what was recorded (the reads' copies included) in a microtask, once for all reads started before it. */
-  #submitReads(): Promise<void> {
-    this.#readSubmission ??= Promise.resolve().then(() => {
-      this.#readSubmission = undefined;
-      this.#checkUsable();
-      this.#ctx.flush();
-      return this.#ctx.checkErrors();
-    });
-    return this.#readSubmission;
+    const copy = await this.#ctx.readBack(t.storage as GPUBuffer, Math.max(4, Math.ceil(bytes / 4) * 4));
+    this.#checkUsable();
+    const data = copy.byteLength === bytes ? copy : copy.slice(0, bytes);
+    if (t.dtype === 'i32') return new Int32Array(data);
+    if (t.dtype === 'f16') return halvesToFloats(new Uint16Array(data));
+    return new Float32Array(data);
   }
 
   release(t: Tensor): void {

@@ -10,8 +10,16 @@ import { type KernelContext, type ParamValue, u32 } from '../context.js';
 import type { KernelVariant } from '../kernels.js';
 import { reductionVariant, rowWorkgroupSize } from './reductions.js';
 
-/** Elements each cosine workgroup reduces: a decoder token's state is one span (one dispatch); MuE's [1, 900, 768] image states are 85. */
+/**
+ * Elements one cosine workgroup reduces: states up to this size (all samples together, e.g. a
+ * decoding step's beams) take one dispatch; MuE's [1, 900, 768] image states take 85 spans.
+ */
 const COSINE_SPAN = 8192;
+
+/** The cosine kernel's stages (`STAGE` in exit.wgsl). */
+const WHOLE = 0;
+const SPANS = 1;
+const FINISH = 2;
 
 const SELECT_WORKGROUP_SIZE = 64;
 
@@ -27,15 +35,15 @@ function f32Threshold(threshold: number): { bits: number; inclusive: boolean } {
 }
 
 /** The parameters of an exit.wgsl dispatch (see its `Params`). */
-function exitParams(groupCount: number, length: number, spans: number, threshold: number, hasFlags: boolean): ParamValue[] {
+function exitParams(samples: number, length: number, spans: number, threshold: number, hasFlags: boolean): ParamValue[] {
   const t = f32Threshold(threshold);
-  return [groupCount, length, COSINE_SPAN, spans, t.bits, t.inclusive ? 1 : 0, hasFlags ? 1 : 0].map(u32);
+  return [samples, length, COSINE_SPAN, spans, t.bits, t.inclusive ? 1 : 0, hasFlags ? 1 : 0].map(u32);
 }
 
 /**
- * The `cosine` kernel on `previous` and `computed` `[B, length]`: one dispatch when every sample
- * is one span, else one per span then one finishing each sample. With `decision`, it also writes
- * the carried state and the done flags (the exit rule); without, the similarity alone.
+ * The `cosine` kernel on `previous` and `computed` `[B, length]`: one dispatch when the states are
+ * at most one span, else one per span then one finishing. With `decision`, it also writes the
+ * carried state, the done flags and whether all are done (the exit rule); else the similarity alone.
  */
 function recordCosine(
   ctx: KernelContext,
@@ -43,10 +51,11 @@ function recordCosine(
   computed: Tensor,
   sizes: { batch: number; length: number },
   similarity: Tensor,
-  decision?: { threshold: number; doneBefore?: Tensor; state: Tensor; done: Tensor },
+  decision?: { threshold: number; doneBefore?: Tensor } & Omit<ExitDecision, 'similarity'>,
 ): void {
   const { batch, length } = sizes;
-  const spans = Math.max(1, Math.ceil(length / COSINE_SPAN));
+  const whole = batch * length <= COSINE_SPAN;
+  const spans = whole ? 1 : Math.ceil(length / COSINE_SPAN);
   // Writable bindings the dispatch leaves alone still need buffers of their own (writable bindings must not alias).
   const unused: Tensor[] = [];
   const scratch = (dtype: Tensor['dtype']): Tensor => {
@@ -54,15 +63,14 @@ function recordCosine(
     unused.push(t);
     return t;
   };
-  const partials = spans > 1 ? ctx.output([batch * spans, 4]) : scratch('f32');
-  const variant = (finish: boolean): KernelVariant =>
+  const partials = whole ? scratch('f32') : ctx.output([batch * spans, 4]);
+  const variant = (stage: number): KernelVariant =>
     reductionVariant(ctx, 'exit', 'cosine', { Element: previous, OtherElement: computed }, {
       WORKGROUP_SIZE: rowWorkgroupSize(ctx),
       DECIDE: decision ? 1 : 0,
-      FINISH: finish ? 1 : 0,
+      STAGE: stage,
     });
-  const threshold = decision?.threshold ?? Infinity;
-  const hasFlags = decision?.doneBefore !== undefined;
+  const params = exitParams(batch, length, spans, decision?.threshold ?? Infinity, decision?.doneBefore !== undefined);
   const bindings = [
     previous,
     computed,
@@ -71,10 +79,13 @@ function recordCosine(
     partials,
     similarity,
     decision?.done ?? scratch('i32'),
+    decision?.allDone ?? scratch('i32'),
   ];
-  ctx.record({ variant: variant(false), params: exitParams(batch * spans, length, spans, threshold, hasFlags), bindings, workgroups: ctx.grid(batch * spans) });
-  if (spans > 1) {
-    ctx.record({ variant: variant(true), params: exitParams(batch, length, spans, threshold, hasFlags), bindings, workgroups: ctx.grid(batch) });
+  if (whole) {
+    ctx.record({ variant: variant(WHOLE), params, bindings, workgroups: [1] });
+  } else {
+    ctx.record({ variant: variant(SPANS), params, bindings, workgroups: ctx.grid(batch * spans) });
+    ctx.record({ variant: variant(FINISH), params, bindings, workgroups: [1] });
     partials.dispose();
   }
   for (const t of unused) t.dispose();
@@ -89,10 +100,11 @@ export function cosineSimilarity(ctx: KernelContext, a: Tensor, b: Tensor): Tens
 
 export function decideExit(ctx: KernelContext, previous: Tensor, computed: Tensor, threshold: number, doneBefore?: Tensor): ExitDecision {
   const sizes = decideExitSizes(previous, computed, threshold, doneBefore);
-  const decision = {
+  const decision: ExitDecision = {
     state: ctx.output(previous.shape),
     similarity: ctx.output([sizes.batch]),
     done: ctx.output([sizes.batch], 'i32'),
+    allDone: ctx.output([1], 'i32'),
   };
   recordCosine(ctx, previous, computed, sizes, decision.similarity, { threshold, doneBefore, ...decision });
   return decision;

@@ -90,14 +90,19 @@ export function gather(ctx: KernelContext, table: Tensor, ids: Tensor): Tensor {
   return out;
 }
 
-/** Copies `source` (seen as [outer, axisLength, inner]) into `target` starting at `targetStart` along the axis. */
+/**
+ * Copies `source` (seen as [outer, axisLength, inner]) into `target` starting at `targetStart`
+ * along the axis, by vec4s where every offset and length allows.
+ */
 function copyBlock(ctx: KernelContext, source: Tensor, sourceStart: number, length: number, target: Tensor, targetStart: number, axis: number): void {
   const inner = source.shape.slice(axis + 1).reduce((p, d) => p * d, 1);
   const outer = source.shape.slice(0, axis).reduce((p, d) => p * d, 1);
-  const size = outer * length * inner;
+  const layout = [length * inner, source.shape[axis]! * inner, target.shape[axis]! * inner, sourceStart * inner, targetStart * inner];
+  const width = layout.every((n) => n % 4 === 0) ? 4 : 1;
+  const size = (outer * length * inner) / width;
   ctx.record({
-    variant: variant('copyBlock', source.dtype, target.dtype),
-    params: params(size, [length * inner, source.shape[axis]! * inner, target.shape[axis]! * inner, sourceStart * inner, targetStart * inner]),
+    variant: variant(width === 4 ? 'copyBlockVec4' : 'copyBlock', source.dtype, target.dtype),
+    params: params(size, layout.map((n) => n / width)),
     bindings: [source, target],
     workgroups: ctx.grid(Math.ceil(size / WORKGROUP_SIZE)),
   });
