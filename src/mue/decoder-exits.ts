@@ -11,10 +11,11 @@
  *   go deeper attend there to keys/values projected by layer i's weights. Cross keys/values are
  *   the encoder output projected by a layer's weights, so a copy is a name: the session records,
  *   per beam, which layer's it reads (`LayerCache.crossLayers`; beams that read different layers'
- *   attend in groups) and copies no tensor. They are only read by later steps, so with decisions
- *   on the device they are named once the step's decisions are read (`finish`, with the
- *   log-probabilities). (Materialising per-beam `[B, N, d]` copies, selected on the device, cost
- *   more than the skipped layers saved.)
+ *   attend in groups) and copies no tensor. Filled caches are only read by later steps, so with
+ *   decisions on the device the copies are made once the step's decisions have been read
+ *   (`finish`, together with the log-probabilities): the host then knows which beams stopped
+ *   where, and a layer no beam skipped costs nothing. (Selecting per beam on the device after
+ *   every layer, with per-beam `[B, N, d]` cross copies, cost more than the skipped layers saved.)
  * - `'project'` (CALM, Schuster et al. 2022): only this token's row of layer j's self-attention
  *   keys/values is filled, projected from the exit state with layer j's own
  *   `self_attn_layer_norm` and k/v projections; earlier rows and the cross keys/values stay.
@@ -61,14 +62,13 @@ export interface ExitingStepResult {
   tracker: ExitTracker;
   /**
    * Reads the step's exit report (stream `stream`), completes the cache fills that wait for the
-   * decisions (the copied cross keys/values, with decisions on the device) and frees the
-   * decisions. Call it before the session's next step (start it with the logits' read: one
+   * decisions (copying, with decisions on the device) and frees the decisions. Call it before the session's next step (start it with the logits' read: one
    * submission on WebGPU).
    */
   finish(stream: string): Promise<StreamReport>;
 }
 
-/** Sessions whose last exiting step has not been finished (its cross copies are pending). */
+/** Sessions whose last exiting step has not been finished (its cache copies are pending). */
 const unfinished = new WeakSet<DecodingSession>();
 
 /**
@@ -117,14 +117,14 @@ export async function exitingStep(
     filler.dispose();
   }
   const { lastHiddenState, logits } = session.end(x, step);
-  const crossCopiesWait = exits && options.fill === 'copy' && options.site === 'device';
-  if (crossCopiesWait) unfinished.add(session);
+  const copiesWait = exits && options.fill === 'copy' && options.site === 'device';
+  if (copiesWait) unfinished.add(session);
   const finish = async (stream: string): Promise<StreamReport> => {
     try {
       const report = await readStreamReport(stream, tracker, decoder.layerCount, 1);
-      if (crossCopiesWait) {
+      if (copiesWait) {
         // Beam b skipped layers layersRun[b] and above.
-        for (let l = 1; l < decoder.layerCount; l++) copyCross(session, l, report.layersRun.map((run) => run <= l));
+        for (let l = 1; l < decoder.layerCount; l++) copyFill(session, l, report.layersRun.map((run) => run <= l));
       }
       return report;
     } finally {
@@ -136,15 +136,28 @@ export async function exitingStep(
 }
 
 /**
- * Copy fill of layer `l`'s cross-attention keys/values for the sequences `skipped` (known on the
- * host; `[1]` for a decision shared by the batch): they become layer l − 1's, which are already
- * the exit layer's for these sequences. The session names the layer they read (`crossLayers`).
+ * Copy fill of layer `l` for the sequences `skipped` (known on the host; `[1]` for a decision
+ * shared by the batch): their self-attention keys/values and the layer whose cross keys/values
+ * they read become layer l − 1's, which are already the exit layer's for these sequences.
  */
-function copyCross(session: DecodingSession, l: number, skipped: readonly boolean[]): void {
-  const source = session.cacheOf(l - 1).crossLayers;
-  const own = session.cacheOf(l).crossLayers;
-  const skips = (b: number): boolean => skipped[skipped.length === 1 ? 0 : b]!;
-  session.setCache(l, { crossLayers: own.map((layer, b) => (skips(b) ? source[b]! : layer)) });
+function copyFill(session: DecodingSession, l: number, skipped: readonly boolean[]): void {
+  const batch = session.batch;
+  const skips = Array.from({ length: batch }, (_, b) => skipped[skipped.length === 1 ? 0 : b]!);
+  if (!skips.some(Boolean)) return;
+  const backend = session.decoder.backend;
+  const source = session.cacheOf(l - 1).self;
+  const own = session.cacheOf(l);
+  if (!source) throw new Error(`internal: layer ${l - 1} has no cache to copy`);
+  // Every sequence skipped: the layer's own cache may be stale (the host did not run it) or unwritten (gated on the device).
+  const self = skips.every(Boolean)
+    ? copyKeyValues(backend, source)
+    : backend.tidy(() => {
+        const flags = backend.upload(Int32Array.from(skips, Number), [batch], 'i32');
+        const kept = own.self!;
+        return { keys: backend.where(flags, source.keys, kept.keys), values: backend.where(flags, source.values, kept.values) };
+      });
+  const sourceLayers = session.cacheOf(l - 1).crossLayers;
+  session.setCache(l, { self, crossLayers: own.crossLayers.map((layer, b) => (skips[b] ? sourceLayers[b]! : layer)) });
 }
 
 function copyKeyValues(backend: Backend, kv: KeyValues): KeyValues {
@@ -186,14 +199,13 @@ class CacheFiller {
       skipped = Array.from(await doneBefore.read(), (f) => f !== 0);
       if (!skipped.some(Boolean)) return session.setCache(l, { self: computed! });
     }
-    const all = skipped?.every(Boolean) ?? false;
-    // The done-before flags choose per beam (device: always; host: only when they differ).
-    const select = (filled: KeyValues, own: KeyValues): KeyValues => ({
-      keys: backend.where(doneBefore, filled.keys, own.keys),
-      values: backend.where(doneBefore, filled.values, own.values),
-    });
-
     if (this.options.fill === 'project') {
+      const all = skipped?.every(Boolean) ?? false;
+      // The done-before flags choose per beam (device: always; host: only when they differ).
+      const select = (filled: KeyValues, own: KeyValues): KeyValues => ({
+        keys: backend.where(doneBefore, filled.keys, own.keys),
+        values: backend.where(doneBefore, filled.values, own.values),
+      });
       // This token's row of layer l from the exit state, after the rows cached before.
       const projectRow = (): KeyValues =>
         backend.tidy(() => {
@@ -223,18 +235,9 @@ class CacheFiller {
       return session.setCache(l, { self });
     }
 
-    // 'copy': layer l − 1's cache already holds, for these beams, their exit layer's (l ≥ 1 here).
-    // Cross keys/values: here when the host knows the flags; on the device, in the step's `finish`.
-    const source = session.cacheOf(l - 1);
-    if (!source.self) throw new Error(`internal: layer ${l - 1} has no cache to copy`);
-    if (all) {
-      discard(computed);
-      session.setCache(l, { self: copyKeyValues(backend, source.self) });
-    } else {
-      session.setCache(l, { self: select(source.self, computed!) });
-      discard(computed);
-    }
-    if (skipped) copyCross(session, l, skipped);
+    // 'copy' (l ≥ 1 here): now when the host knows the flags; on the device, in the step's `finish`.
+    if (computed) session.setCache(l, { self: computed });
+    if (skipped) copyFill(session, l, skipped);
   }
 
   /** i32 `[B]`: 1 for the beams that have not stopped (on the device). */

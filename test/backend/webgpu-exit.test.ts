@@ -1,6 +1,6 @@
 /**
  * Early-exit ops on WebGPU against the CPU backend (exceeds, where), and the gate of `unlessAll`:
- * gated dispatches become indirect dispatches whose workgroup counts a kernel zeroes when every
+ * every kernel recorded inside it returns at once on a closed gate word, set on the device when every
  * flag is set, decided on the device inside the same submission.
  */
 import { describe, expect, it } from 'vitest';

@@ -317,7 +317,7 @@ function suite(name: string, createBackend: () => Promise<Backend>): void {
       expect(await crossLayers(NEVER(2), { site: 'device', scope: 'per-sample', fill: 'copy' })).toEqual(own);
     });
 
-    it('refuses the next step until the last one is finished (its cross copies wait for its decisions)', async () => {
+    it('refuses the next step until the last one is finished (its cache copies wait for its decisions)', async () => {
       const session = model.startDecoding(encoded, 3);
       try {
         const exits = { threshold: 0.5, site: 'device', scope: 'per-sample', fill: 'copy' } as const;
