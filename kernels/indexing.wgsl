@@ -1,6 +1,7 @@
 // Data movement: embedding gather, block copies along an axis (slice, concat) and transposes.
 // Expects from the wrapper: `alias Element = f32 | f16 | i32;` (the source element type) and
-// `alias OutElement = ...;` (the same, except gather, which always produces f32 activations).
+// `alias OutElement = ...;` (the same, except gather, which always produces f32 activations);
+// copyBlock also takes vec4s of them.
 
 struct Params {
   size: u32,       // elements written by this dispatch
@@ -52,17 +53,9 @@ fn gather(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups
   destination[i] = OutElement(source[(u32(row) - params.p2) * columns + i % columns]);
 }
 
-// copyBlock moves one element per invocation; copyBlockVec4 one vec4, where the block length,
-// the axis lengths and both starts are multiples of 4 elements (its parameters count vec4s):
-// a software adapter loads per lane, so 4 elements per load is 4× the throughput.
-
-/** Where element (or vec4) i of the block goes, and where it comes from. */
-fn blockIndices(i: u32) -> vec2<u32> {
-  let outer = i / params.p0;
-  let within = i % params.p0;
-  return vec2(outer * params.p2 + params.p4 + within, outer * params.p1 + params.p3 + within);
-}
-
+// copyBlock's elements may be vec4s (the wrapper aliases Element and OutElement to vec4 types
+// where the block length, the axis lengths and both starts are multiples of 4 elements): a
+// software adapter loads per lane, so 4 elements per load is 4× the throughput.
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn copyBlock(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
@@ -73,25 +66,9 @@ fn copyBlock(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) gro
   if (i >= params.size) {
     return;
   }
-  let at = blockIndices(i);
-  destination[at.x] = OutElement(source[at.y]);
-}
-
-@group(0) @binding(1) var<storage, read> source4: array<vec4<Element>>;
-@group(0) @binding(2) var<storage, read_write> destination4: array<vec4<OutElement>>;
-
-@compute @workgroup_size(WORKGROUP_SIZE)
-fn copyBlockVec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
-                 @builtin(local_invocation_index) lid: u32) {
-  if (gate_closed()) {
-    return;
-  }
-  let i = invocation(wid, groups, lid);
-  if (i >= params.size) {
-    return;
-  }
-  let at = blockIndices(i);
-  destination4[at.x] = vec4<OutElement>(source4[at.y]);
+  let outer = i / params.p0;
+  let within = i % params.p0;
+  destination[outer * params.p2 + params.p4 + within] = OutElement(source[outer * params.p1 + params.p3 + within]);
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)

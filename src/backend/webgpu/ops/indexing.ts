@@ -11,12 +11,14 @@ const WORKGROUP_SIZE = 256;
 
 const WGSL_TYPE: Record<DType, string> = { f32: 'f32', f16: 'f16', i32: 'i32' };
 
-function variant(entryPoint: string, source: DType, target: DType): KernelVariant {
+/** `width` 4: the kernel moves vec4s of the element types. */
+function variant(entryPoint: string, source: DType, target: DType, width: 1 | 4 = 1): KernelVariant {
+  const type = (dtype: DType): string => (width === 4 ? `vec4<${WGSL_TYPE[dtype]}>` : WGSL_TYPE[dtype]);
   return {
     file: 'indexing',
     entryPoint,
     enable: source === 'f16' || target === 'f16' ? ['f16'] : [],
-    aliases: { Element: WGSL_TYPE[source], OutElement: WGSL_TYPE[target] },
+    aliases: { Element: type(source), OutElement: type(target) },
     constants: { WORKGROUP_SIZE },
   };
 }
@@ -101,7 +103,7 @@ function copyBlock(ctx: KernelContext, source: Tensor, sourceStart: number, leng
   const width = layout.every((n) => n % 4 === 0) ? 4 : 1;
   const size = (outer * length * inner) / width;
   ctx.record({
-    variant: variant(width === 4 ? 'copyBlockVec4' : 'copyBlock', source.dtype, target.dtype),
+    variant: variant('copyBlock', source.dtype, target.dtype, width),
     params: params(size, layout.map((n) => n / width)),
     bindings: [source, target],
     workgroups: ctx.grid(Math.ceil(size / WORKGROUP_SIZE)),
