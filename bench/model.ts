@@ -25,8 +25,10 @@
  *     the authors' decoder schedule for max_len 16). `layers_fraction` is the exit report's share
  *     of token-weighted layer compute run (the paper's expected time; 1 − it is what was saved).
  *   The configurations run round-robin (one run of each in turn, `--forward-runs` rounds after a
- *   warm-up round; default 3 on the CPU, 15 on WebGPU), so that drift on a shared machine hits all
- *   of them alike; the table compares medians and, less sensitive to other load, minimums. `--exit-scope` and `--cache-fill` set the threshold rows' decision scope and
+ *   warm-up round; default 5 on the CPU, 15 on WebGPU), so that drift on a shared machine hits all
+ *   of them alike; the table compares each configuration with `none` in the same round (the
+ *   median of those paired ratios, `paired_vs_none`, is the number to quote), and also the
+ *   medians and minimums. `--exit-scope` and `--cache-fill` set the threshold rows' decision scope and
  *   cache fill (default: per beam, copied — the pipeline's defaults).
  *
  * Memory: WebGPU reports the buffer pool's peak bytes in use (weights included); the CPU reports
@@ -92,6 +94,12 @@ interface ForwardRow {
   /** Median milliseconds of one forward (encoder + 17 beam-search steps × 5 beams). */
   ms: number;
   minMs: number;
+  /**
+   * Median over rounds of this configuration's time over `none`'s in the same round, minus 1
+   * (the overhead, or the saving when negative): paired within a round, so drift on a shared
+   * machine cancels out.
+   */
+  paired_vs_none: number;
   runs: number;
   /** Token-weighted layer compute run over the full model's (1 for `none` and `checks`). */
   layers_fraction: number;
@@ -138,7 +146,7 @@ interface SkippedRow {
 interface Settings {
   runs: number;
   warmup: number;
-  /** Timed rounds of the `ofa-forward` configurations per backend, after one warm-up round (default: 3 on the CPU, 15 on WebGPU). */
+  /** Timed rounds of the `ofa-forward` configurations per backend, after one warm-up round (default: 5 on the CPU, 15 on WebGPU). */
   forwardRuns: Partial<Record<BackendName, number>>;
   encoderMode?: EncoderMode;
   scope: DecisionScope;
@@ -270,7 +278,7 @@ async function benchForward(subject: Subject, golden: Golden, settings: Settings
   const times = EXIT_CONFIGS.map(() => [] as number[]);
   const fractions = EXIT_CONFIGS.map(() => 1);
   try {
-    const rounds = settings.forwardRuns[subject.name] ?? (subject.name === 'cpu' ? 3 : 15);
+    const rounds = settings.forwardRuns[subject.name] ?? (subject.name === 'cpu' ? 5 : 15);
     for (let round = -1; round < rounds; round++) {
       for (const [i, config] of EXIT_CONFIGS.entries()) {
         // Warm-up: every path once on WebGPU (pipelines compile on first use); the CPU has only
@@ -281,6 +289,7 @@ async function benchForward(subject: Subject, golden: Golden, settings: Settings
         fractions[i] = layersFraction;
       }
     }
+    const noneIndex = EXIT_CONFIGS.findIndex((config) => config.name === 'none');
     return EXIT_CONFIGS.map((config, i) => ({
       op: 'ofa-forward',
       model: MODEL_NAME,
@@ -288,6 +297,7 @@ async function benchForward(subject: Subject, golden: Golden, settings: Settings
       exits: config.name,
       ms: median(times[i]!),
       minMs: Math.min(...times[i]!),
+      paired_vs_none: median(times[i]!.map((ms, round) => ms / times[noneIndex]![round]! - 1)),
       runs: times[i]!.length,
       layers_fraction: fractions[i]!,
       imageSize,
@@ -378,7 +388,7 @@ function percent(x: number): string {
  * threshold set the time saved (negative: faster).
  */
 function printForwardTable(rows: readonly ForwardRow[]): void {
-  const header = ['backend', 'exits', 'median ms', 'min ms', 'runs', 'layers run', 'compute saved', 'median vs none', 'min vs none'];
+  const header = ['backend', 'exits', 'median ms', 'min ms', 'runs', 'layers run', 'compute saved', 'vs none (paired)', 'median vs none', 'min vs none'];
   const cells = rows.map((r) => {
     const none = rows.find((n) => n.backend === r.backend && n.exits === 'none');
     const compare = (ms: number, base: number | undefined): string => {
@@ -393,11 +403,12 @@ function printForwardTable(rows: readonly ForwardRow[]): void {
       String(r.runs),
       `${(100 * r.layers_fraction).toFixed(1)}%`,
       `${(100 * (1 - r.layers_fraction)).toFixed(1)}%`,
+      r === none ? '' : `${percent(r.paired_vs_none)}${r.exits === 'checks' ? ' overhead' : ''}`,
       compare(r.ms, none?.ms),
       compare(r.minMs, none?.minMs),
     ];
   });
-  const numeric = new Set([2, 3, 4, 5, 6, 7, 8]);
+  const numeric = new Set([2, 3, 4, 5, 6, 7, 8, 9]);
   const widths = header.map((h, c) => Math.max(h.length, ...cells.map((row) => row[c]!.length)));
   const line = (row: readonly string[]): string =>
     row.map((cell, c) => (numeric.has(c) ? cell.padStart(widths[c]!) : cell.padEnd(widths[c]!))).join('  ').trimEnd();
