@@ -62,8 +62,8 @@ export interface ExitingStepResult {
   tracker: ExitTracker;
   /**
    * Reads the step's exit report (stream `stream`), completes the cache fills that wait for the
-   * decisions (copying, with decisions on the device) and frees the decisions. Call it before the session's next step (start it with the logits' read: one
-   * submission on WebGPU).
+   * decisions (copying, with decisions on the device) and frees the decisions. Call it before
+   * the session's next step (start it with the logits' read: one submission on WebGPU).
    */
   finish(stream: string): Promise<StreamReport>;
 }

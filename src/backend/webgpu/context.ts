@@ -263,54 +263,65 @@ export class KernelContext {
     this.#recording = false;
     const records = this.#records.splice(0);
     const reads = this.#pendingReads.splice(0);
-    const staging = reads.length > 0 ? this.#layOutReads(reads) : undefined;
-    if (records.length > 0) {
-      const slots = this.#gateSlots(records);
-      const params = this.#uploadParams();
-      const gates = slots.size > 0 ? this.#gateBufferFor(slots.size) : undefined;
-      const gateGroup = (pipeline: GPUComputePipeline, gate: Gate | undefined): GPUBindGroup => {
-        if (!gate) return this.#openGateGroup(pipeline);
-        return gate.direct ? this.#wordGroup(pipeline, gate.done) : this.#slotGroup(pipeline, slots.get(gate)!);
-      };
-      const gatePipeline = slots.size > 0 ? this.pipelines.get(GATE_KERNEL) : undefined;
-      const encoder = this.device.createCommandEncoder();
-      let pass: GPUComputePassEncoder | undefined;
-      const bind = (pipeline: GPUComputePipeline, entries: GPUBindGroupEntry[], gate?: Gate): GPUComputePassEncoder => {
-        pass ??= encoder.beginComputePass();
-        pass.setPipeline(pipeline);
-        pass.setBindGroup(0, this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries }));
-        pass.setBindGroup(1, gateGroup(pipeline, gate));
-        return pass;
-      };
-      for (const r of records) {
-        if (r.kind === 'copy') {
-          pass?.end();
-          pass = undefined;
-          encoder.copyBufferToBuffer(r.source, 0, r.target!, r.targetOffset, r.size);
-          continue;
-        }
-        if (r.kind === 'gate') {
-          const slot = slots.get(r.gate);
-          if (slot === undefined) continue; // nothing was recorded inside it, or its one flag is the word
-          bind(gatePipeline!, [
-            { binding: 0, resource: { buffer: params, ...r.gate.params! } },
-            { binding: 1, resource: { buffer: r.gate.done } },
-            { binding: 2, resource: this.#slotOf(gates!, slot) },
-          ]).dispatchWorkgroups(1);
-          continue;
-        }
-        const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: params, offset: r.paramsOffset, size: r.paramsSize } }];
-        r.buffers.forEach((resource, i) => entries.push({ binding: i + 1, resource }));
-        bind(r.pipeline, entries, r.gate).dispatchWorkgroups(r.workgroups[0], r.workgroups[1] ?? 1, r.workgroups[2] ?? 1);
-      }
-      pass?.end();
-      this.device.queue.submit([encoder.finish()]);
-      this.#submissions++;
+    let staging: GPUBuffer | undefined;
+    try {
+      staging = reads.length > 0 ? this.#layOutReads(reads) : undefined;
+      if (records.length > 0) this.#submit(records);
+    } catch (error) {
+      // The reads it took can no longer be delivered.
+      staging?.destroy();
+      for (const read of reads) read.reject(error);
+      throw error;
     }
     this.#paramsUsed = 0;
     this.#errorChecks.push(this.device.popErrorScope(), this.device.popErrorScope());
     this.pool.submitted();
     if (staging) void this.#deliver(staging, reads);
+  }
+
+  /** Encodes `records` (gates laid out, reads' targets set) in one command encoder and submits it. */
+  #submit(records: readonly Recorded[]): void {
+    const slots = this.#gateSlots(records);
+    const params = this.#uploadParams();
+    if (slots.size > 0) this.#reserveGateSlots(slots.size);
+    const gateGroup = (pipeline: GPUComputePipeline, gate: Gate | undefined): GPUBindGroup => {
+      if (!gate) return this.#openGateGroup(pipeline);
+      return gate.direct ? this.#wordGroup(pipeline, gate.done) : this.#slotGroup(pipeline, slots.get(gate)!);
+    };
+    const gatePipeline = slots.size > 0 ? this.pipelines.get(GATE_KERNEL) : undefined;
+    const encoder = this.device.createCommandEncoder();
+    let pass: GPUComputePassEncoder | undefined;
+    const bind = (pipeline: GPUComputePipeline, entries: GPUBindGroupEntry[], gate?: Gate): GPUComputePassEncoder => {
+      pass ??= encoder.beginComputePass();
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries }));
+      pass.setBindGroup(1, gateGroup(pipeline, gate));
+      return pass;
+    };
+    for (const r of records) {
+      if (r.kind === 'copy') {
+        pass?.end();
+        pass = undefined;
+        encoder.copyBufferToBuffer(r.source, 0, r.target!, r.targetOffset, r.size);
+        continue;
+      }
+      if (r.kind === 'gate') {
+        const slot = slots.get(r.gate);
+        if (slot === undefined) continue; // nothing was recorded inside it, or its one flag is the word
+        bind(gatePipeline!, [
+          { binding: 0, resource: { buffer: params, ...r.gate.params! } },
+          { binding: 1, resource: { buffer: r.gate.done } },
+          { binding: 2, resource: this.#slotOf(slot) },
+        ]).dispatchWorkgroups(1);
+        continue;
+      }
+      const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: params, offset: r.paramsOffset, size: r.paramsSize } }];
+      r.buffers.forEach((resource, i) => entries.push({ binding: i + 1, resource }));
+      bind(r.pipeline, entries, r.gate).dispatchWorkgroups(r.workgroups[0], r.workgroups[1] ?? 1, r.workgroups[2] ?? 1);
+    }
+    pass?.end();
+    this.device.queue.submit([encoder.finish()]);
+    this.#submissions++;
   }
 
   /** One staging buffer for `reads`, each copy's place in it set. */
@@ -408,12 +419,12 @@ export class KernelContext {
     return slots;
   }
 
-  #slotOf(gates: GPUBuffer, slot: number): GPUBufferBinding {
-    return { buffer: gates, offset: slot * UNIFORM_ALIGNMENT, size: GATE_WORD_BYTES };
+  #slotOf(slot: number): GPUBufferBinding {
+    return { buffer: this.#gateBuffer!, offset: slot * UNIFORM_ALIGNMENT, size: GATE_WORD_BYTES };
   }
 
-  /** The gate buffer, with at least `slots` slots. */
-  #gateBufferFor(slots: number): GPUBuffer {
+  /** Makes the gate buffer hold at least `slots` slots. */
+  #reserveGateSlots(slots: number): void {
     const bytes = slots * UNIFORM_ALIGNMENT;
     if (!this.#gateBuffer || this.#gateBuffer.size < bytes) {
       this.#gateBuffer?.destroy();
@@ -421,14 +432,13 @@ export class KernelContext {
       this.#gateBuffer = this.device.createBuffer({ label: 'unlessAll gates', size, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.STORAGE });
       this.#slotGroups.clear();
     }
-    return this.#gateBuffer;
   }
 
   /** The bind group of the gate buffer's slot `slot` for `pipeline` (made once: creating them per dispatch cost more than the gates saved). */
   #slotGroup(pipeline: GPUComputePipeline, slot: number): GPUBindGroup {
     let groups = this.#slotGroups.get(pipeline);
     if (!groups) this.#slotGroups.set(pipeline, (groups = []));
-    groups[slot] ??= this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(1), entries: [{ binding: 0, resource: this.#slotOf(this.#gateBuffer!, slot) }] });
+    groups[slot] ??= this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(1), entries: [{ binding: 0, resource: this.#slotOf(slot) }] });
     return groups[slot];
   }
 

@@ -5,8 +5,8 @@
 import type {
   AttentionOptions,
   Backend,
-  ExitDecision,
   Conv2dOptions,
+  ExitDecision,
   MatmulOptions,
   Pool2dOptions,
   TopK,

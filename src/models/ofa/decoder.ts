@@ -317,6 +317,14 @@ export interface DecoderStep {
 }
 
 /**
+ * Row `b·T + j` of a `[B·T, d]` view of `[B, T, d]` is token j of sequence b: the rows of
+ * `sequences` (in that order), to gather `[sequences.length, T, d]` in one op.
+ */
+function sequenceRows(sequences: readonly number[], tokens: number): Int32Array {
+  return Int32Array.from({ length: sequences.length * tokens }, (_, i) => sequences[Math.floor(i / tokens)]! * tokens + (i % tokens));
+}
+
+/**
  * Attention of queries `q [B, T, d]` in groups of the sequences that name one layer in `layers`
  * (one per sequence): `attend(q of the group, layer)` per group, the outputs put back in sequence
  * order. One group (the usual case) is one call on `q` itself.
@@ -326,9 +334,7 @@ function attendByLayer(backend: Backend, q: Tensor, layers: readonly number[], a
   layers.forEach((layer, b) => groups.set(layer, [...(groups.get(layer) ?? []), b]));
   if (groups.size === 1) return attend(q, layers[0]!);
   const [batch, tokens, width] = q.shape as [number, number, number];
-  // Row `b·T + j` of a `[B·T, d]` view is token j of sequence b.
-  const rowsOf = (sequences: readonly number[]): Tensor =>
-    backend.upload(Int32Array.from({ length: sequences.length * tokens }, (_, i) => sequences[Math.floor(i / tokens)]! * tokens + (i % tokens)), [sequences.length * tokens], 'i32');
+  const rowsOf = (sequences: readonly number[]): Tensor => backend.upload(sequenceRows(sequences, tokens), [sequences.length * tokens], 'i32');
   const rows = q.reshape([batch * tokens, width]);
   const outputs = [...groups].map(([layer, sequences]) => attend(backend.gather(rows, rowsOf(sequences)).reshape([sequences.length, tokens, width]), layer));
   // The groups' outputs are in group order; sequence b is at its place in that order.
@@ -487,13 +493,9 @@ export class DecodingSession {
       }
     }
     const backend = this.#decoder.backend;
-    // Row `b·t + j` of a `[B·t, d]` view is token j of sequence b; gathering rows
-    // `indices[b]·t + j` yields the reordered `[B', t, d]` cache in one op per tensor.
+    // Gathering the rows of sequences `indices` yields the reordered `[B', t, d]` cache in one op per tensor.
     const length = this.#length;
-    const rows = Int32Array.from({ length: indices.length * length }, (_, i) => {
-      return indices[Math.floor(i / length)]! * length + (i % length);
-    });
-    const rowIds = backend.upload(rows, [indices.length, length], 'i32');
+    const rowIds = backend.upload(sequenceRows(indices, length), [indices.length, length], 'i32');
     const pick = (t: Tensor, ids: Tensor): Tensor => {
       const [batch, tokens, width] = t.shape as [number, number, number];
       const picked = backend.gather(t.reshape([batch * tokens, width]), ids);
