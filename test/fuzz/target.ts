@@ -1,0 +1,35 @@
+/**
+ * What a fuzz target is: a reader (safetensors, a PyTorch checkpoint, the tokenizer, an image
+ * decoder, …) seen from the fuzz harness. The harness mutates `seeds()`, adds `handmade()`
+ * hostile inputs, runs each case in an isolated worker with a time and memory budget, and
+ * classifies the outcome:
+ *
+ * - clean error: `run` threw and `isCleanError` recognises the refusal (the reader's own error
+ *   naming the file, the part and the problem);
+ * - crash: `run` threw anything else (RangeError, TypeError, a message not naming the part);
+ * - hang: `run` did not settle within the time budget;
+ * - out of memory: the worker went over its memory budget;
+ * - accepted garbage: `run` resolved but `acceptedGarbage` says why accepting was wrong;
+ * - accepted: `run` resolved.
+ *
+ * Targets live in `test/fuzz/targets/*.ts`, each module exporting `targets: FuzzTarget[]`.
+ */
+export interface FuzzCase {
+  name: string;
+  bytes: Uint8Array;
+}
+
+export interface FuzzTarget {
+  /** Short name used in reports: 'safetensors', 'torch-zip', 'pickle', 'bpe', 'png', … */
+  name: string;
+  /** Valid inputs the mutators start from. */
+  seeds(): FuzzCase[];
+  /** Crafted hostile inputs (bombs, deep nesting, huge length fields, …), run unmutated. */
+  handmade(): FuzzCase[];
+  /** Reads/decodes the input completely, as the engine would; resolves when accepted, throws when refused. */
+  run(bytes: Uint8Array): Promise<void>;
+  /** True for the refusal the reader documents (its own error class, naming the part at fault). */
+  isCleanError(error: unknown): boolean;
+  /** For accepted inputs: why this acceptance is wrong, if the target can tell (e.g. a CRC that does not match). */
+  acceptedGarbage?(bytes: Uint8Array): string | undefined;
+}
