@@ -63,6 +63,11 @@ export interface OfaPipelineOptions {
   /** Called after each weight tensor is read. */
   onProgress?: (progress: LoadProgress) => void;
   /**
+   * Overrides the checkpoint's encoder layout (mue-spec §1): `'decomposed'` for a MuE checkpoint
+   * whose config.json lacks `mue_decomposed_encoder: true`.
+   */
+  encoderMode?: EncoderMode;
+  /**
    * MuE early exits for every request that does not choose its own (`exits` of a request wins).
    * Default `false`: no checks at all.
    */
@@ -323,7 +328,7 @@ export class OfaPipeline {
     const ownsBackend = typeof given === 'string';
     let model: OfaModel | undefined;
     try {
-      model = await OfaModel.load(backend, weights, { onProgress: options.onProgress });
+      model = await OfaModel.load(backend, weights, { onProgress: options.onProgress, encoderMode: options.encoderMode });
       const { vocabSize } = model.config;
       if (vocabSize !== tokenizer.vocabSize) {
         throw new Error(
