@@ -27,6 +27,12 @@ export type PositionedReader = Pick<FileHandle, 'read' | 'close'>;
 /** Node refuses single reads and writes above 2 GiB − 1; stay well below. */
 export const MAX_IO_CHUNK_BYTES = 1 << 30;
 
+/**
+ * The most bytes one read returns, about what one `Uint8Array` holds in Node 20 (4 GiB;
+ * browsers may allow less). Readers compare lengths with it before allocating.
+ */
+export const MAX_BUFFER_BYTES = 2 ** 32 - 1;
+
 export interface FileSourceOptions {
   /** Thrown when the file ends early; default `Error`. */
   errorClass?: ErrorClass;
@@ -103,6 +109,9 @@ export async function readExactly(
     throw new errorClass(
       `${label}: bytes ${offset}..${offset + length} lie outside the ${source.size}-byte file (truncated?)`,
     );
+  }
+  if (length > MAX_BUFFER_BYTES) {
+    throw new errorClass(`${label}: bytes ${offset}..${offset + length} are more than one buffer holds (${MAX_BUFFER_BYTES})`);
   }
   if (length === 0) return new Uint8Array(0);
   const bytes = await source.readAt(offset, length);

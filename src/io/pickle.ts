@@ -3,208 +3,45 @@
  *
  * Python's pickle format is a small stack machine whose GLOBAL and REDUCE opcodes import and
  * call arbitrary Python functions. This reader implements the data opcodes of protocols 2–5 that
- * `torch.save` emits, and resolves globals only from an allow-list of the handful a checkpoint
- * needs; each of those is interpreted here (an OrderedDict becomes a Map, a tensor rebuild
- * becomes a `TorchTensor` descriptor). Any other global, and any opcode outside that set, is an
- * error naming it and its byte offset. Storage bytes never pass through the pickle: persistent
- * ids (BINPERSID) are handed to the caller, which resolves them to `TorchStorage`s.
+ * `torch.save` emits and never imports or calls anything. Globals on an allow-list — the handful
+ * a checkpoint's tensors need, and the numpy scalars and arrays a training run leaves in its
+ * bookkeeping — are interpreted here (an OrderedDict becomes a Map, a tensor rebuild becomes a
+ * `TorchTensor` descriptor, a `numpy.float64` a number). Any other global becomes an inert
+ * `PythonObject` placeholder that records the class name and the arguments it was called with:
+ * the checkpoint's other contents (optimizer state, meters, configs) then load whatever classes
+ * they mention, and a caller that needs a value — the state dict — refuses a placeholder by
+ * name. Opcodes outside the supported set are errors naming them and their byte offset. Storage
+ * bytes never pass through the pickle: persistent ids (BINPERSID) are handed to the caller,
+ * which resolves them to `TorchStorage`s.
  *
  * Python values map to: None → null, bool → boolean, int → number (bigint beyond 2^53),
  * float → number, str → string, bytes → Uint8Array, list → array, tuple → frozen array,
  * dict → Map, collections.OrderedDict → `OrderedDict` (a Map), argparse.Namespace → `Namespace`
- * (its fields as properties), torch.Size → frozen array of numbers.
+ * (its fields as properties), torch.Size → frozen array of numbers, numpy scalars → number,
+ * bigint or boolean, numpy arrays → `NumpyArray`, anything else → `PythonObject`.
+ *
+ * Work and memory are linear in the pickle's size: the machine is iterative (no recursion on
+ * nesting), memo references share values instead of copying them, and long integers are
+ * converted in one pass.
  */
+import { halfToFloat } from '../half.js';
+import { TORCH_DTYPE_BYTES, type TorchDType, TorchStorage, TorchTensor } from './torch-tensor.js';
 
 export class PickleError extends Error {
   override name = 'PickleError';
 }
 
-/** The data ran out before STOP; a streaming caller may retry with more bytes. */
+/** The data ran out before STOP; a streaming caller may retry with at least `needed` bytes. */
 export class PickleEndOfDataError extends PickleError {
   override name = 'PickleEndOfDataError';
-}
-
-// ---------------------------------------------------------------------------------------------
-// Tensors and storages
-
-export type TorchDType =
-  | 'float64'
-  | 'float32'
-  | 'float16'
-  | 'bfloat16'
-  | 'int64'
-  | 'int32'
-  | 'int16'
-  | 'int8'
-  | 'uint8'
-  | 'bool';
-
-export const TORCH_DTYPE_BYTES: Readonly<Record<TorchDType, number>> = Object.freeze({
-  float64: 8,
-  float32: 4,
-  float16: 2,
-  bfloat16: 2,
-  int64: 8,
-  int32: 4,
-  int16: 2,
-  int8: 1,
-  uint8: 1,
-  bool: 1,
-});
-
-/** Reads `byteLength` bytes starting `byteOffset` bytes into a storage's data, as stored. */
-export type StorageReader = (byteOffset: number, byteLength: number) => Promise<Uint8Array<ArrayBuffer>>;
-
-/** One storage of a checkpoint: a flat run of elements that tensors view. Read on demand. */
-export class TorchStorage {
-  constructor(
-    /** The checkpoint's name for it (zip: the record under `data/`; legacy: the object id). */
-    readonly key: string,
-    readonly dtype: TorchDType,
-    /** Number of elements. */
-    readonly numel: number,
-    /** Device it was saved from (`cpu`, `cuda:0`); the bytes are the same. */
-    readonly location: string,
-    private readonly read: StorageReader,
-    readonly littleEndian: boolean,
-  ) {}
-
-  get byteLength(): number {
-    return this.numel * TORCH_DTYPE_BYTES[this.dtype];
-  }
-
-  /** Elements [start, start + count) as little-endian bytes, in memory the caller owns. */
-  async readElements(start: number, count: number): Promise<Uint8Array<ArrayBuffer>> {
-    if (start < 0 || count < 0 || start + count > this.numel) {
-      throw new RangeError(
-        `storage '${this.key}' holds ${this.numel} elements; elements ${start}..${start + count} requested`,
-      );
-    }
-    const itemsize = TORCH_DTYPE_BYTES[this.dtype];
-    const bytes = await this.read(start * itemsize, count * itemsize);
-    if (!this.littleEndian) reverseEachElement(bytes, itemsize);
-    return bytes;
-  }
-}
-
-function reverseEachElement(bytes: Uint8Array, itemsize: number): void {
-  for (let start = 0; start < bytes.length; start += itemsize) bytes.subarray(start, start + itemsize).reverse();
-}
-
-/**
- * A tensor as a checkpoint describes it: a strided view of a storage. Nothing is read until
- * `contiguousBytes` is called; tensors sharing a storage share the same `TorchStorage` object.
- */
-export class TorchTensor {
-  readonly numel: number;
 
   constructor(
-    readonly storage: TorchStorage,
-    /** In elements. */
-    readonly storageOffset: number,
-    readonly shape: readonly number[],
-    /** In elements, one per dimension. */
-    readonly stride: readonly number[],
+    message: string,
+    /** Bytes from the start of the pickle that the opcode being read needs, at least. */
+    readonly needed: number,
   ) {
-    const isDim = (d: number): boolean => Number.isSafeInteger(d) && d >= 0;
-    const layout = `size [${shape.join(', ')}], stride [${stride.join(', ')}] at storage offset ${storageOffset}`;
-    if (shape.length !== stride.length || !shape.every(isDim) || !stride.every(isDim) || !isDim(storageOffset)) {
-      throw new RangeError(`invalid tensor layout: ${layout}`);
-    }
-    this.numel = shape.reduce((product, dim) => product * dim, 1);
-    if (this.numel > 0 && this.lastElement >= storage.numel) {
-      throw new RangeError(
-        `a tensor of ${layout} reaches element ${this.lastElement} of storage '${storage.key}', ` +
-          `which has ${storage.numel}`,
-      );
-    }
+    super(message);
   }
-
-  get dtype(): TorchDType {
-    return this.storage.dtype;
-  }
-
-  get storageKey(): string {
-    return this.storage.key;
-  }
-
-  /** Row-major without gaps; dimensions of size 1 may have any stride, as in PyTorch. */
-  get isContiguous(): boolean {
-    let expected = 1;
-    for (let axis = this.shape.length - 1; axis >= 0; axis--) {
-      const dim = this.shape[axis]!;
-      if (dim === 0) return true;
-      if (dim !== 1 && this.stride[axis] !== expected) return false;
-      expected *= dim;
-    }
-    return true;
-  }
-
-  /** The storage element the view reaches furthest (its first is `storageOffset`). */
-  get lastElement(): number {
-    return this.shape.reduce((last, dim, axis) => last + (dim - 1) * this.stride[axis]!, this.storageOffset);
-  }
-
-  /** Whether both describe the same elements of the same storage in the same layout. */
-  sameView(other: TorchTensor): boolean {
-    return (
-      this.storage === other.storage &&
-      this.storageOffset === other.storageOffset &&
-      sameNumbers(this.shape, other.shape) &&
-      sameNumbers(this.stride, other.stride)
-    );
-  }
-
-  /**
-   * The elements in row-major order as little-endian bytes, element-aligned, in memory the caller
-   * owns. Reads only the span of the storage the view covers, so a small view of a large shared
-   * storage stays cheap.
-   */
-  async contiguousBytes(): Promise<Uint8Array<ArrayBuffer>> {
-    const itemsize = TORCH_DTYPE_BYTES[this.dtype];
-    if (this.numel === 0) return new Uint8Array(0);
-    const read = await this.storage.readElements(this.storageOffset, this.lastElement - this.storageOffset + 1);
-    const span = read.byteOffset % itemsize === 0 ? read : read.slice();
-    if (this.isContiguous) return span;
-
-    // Copy in whole words of the element size so that the strided gather is one typed-array
-    // assignment per element (or two for 8-byte elements), without reinterpreting values.
-    const wordBytes = itemsize % 4 === 0 ? 4 : itemsize % 2 === 0 ? 2 : 1;
-    const wordsPerElement = itemsize / wordBytes;
-    const out = new Uint8Array(this.numel * itemsize);
-    const from = wordsOf(span, wordBytes);
-    const to = wordsOf(out, wordBytes);
-
-    const rank = this.shape.length;
-    const innerSize = this.shape[rank - 1]!;
-    const innerStride = this.stride[rank - 1]! * wordsPerElement;
-    const index = new Array<number>(rank - 1).fill(0);
-    let source = 0;
-    let target = 0;
-    for (let row = 0; row < this.numel / innerSize; row++) {
-      for (let i = 0, s = source * wordsPerElement; i < innerSize; i++, s += innerStride) {
-        for (let w = 0; w < wordsPerElement; w++) to[target++] = from[s + w]!;
-      }
-      for (let axis = rank - 2; axis >= 0; axis--) {
-        source += this.stride[axis]!;
-        if (++index[axis]! < this.shape[axis]!) break;
-        source -= this.stride[axis]! * this.shape[axis]!;
-        index[axis] = 0;
-      }
-    }
-    return out;
-  }
-}
-
-function wordsOf(bytes: Uint8Array<ArrayBuffer>, wordBytes: number): Uint8Array | Uint16Array | Uint32Array {
-  const length = bytes.byteLength / wordBytes;
-  if (wordBytes === 4) return new Uint32Array(bytes.buffer, bytes.byteOffset, length);
-  if (wordBytes === 2) return new Uint16Array(bytes.buffer, bytes.byteOffset, length);
-  return bytes;
-}
-
-function sameNumbers(a: readonly number[], b: readonly number[]): boolean {
-  return a.length === b.length && a.every((value, i) => value === b[i]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -221,6 +58,9 @@ export type PickleValue =
   | Map<PickleValue, PickleValue>
   | Namespace
   | PythonGlobal
+  | PythonObject
+  | NumpyDType
+  | NumpyArray
   | TorchStorage
   | TorchTensor;
 
@@ -234,6 +74,57 @@ export class Namespace {
   [field: string]: PickleValue;
 }
 
+/**
+ * What the pickle built from a global outside the allow-list: nothing was imported or called.
+ * The class (or function) name and the arguments are kept so that a caller that finds one where
+ * it needs data can say what it is.
+ */
+export class PythonObject {
+  /** What BUILD set (`__setstate__`'s argument), if anything. */
+  state: PickleValue | undefined;
+
+  constructor(
+    /** `module.name` of the global the object came from. */
+    readonly className: string,
+    readonly args: readonly PickleValue[],
+  ) {}
+
+  /** `os.system('ls')`, with long or deep arguments abbreviated. */
+  toString(): string {
+    return brief(this);
+  }
+}
+
+/**
+ * `numpy.dtype`, as numpy pickles it: `dtype('f8', False, True)` and then BUILD with a state
+ * tuple whose second item is the byte order.
+ */
+export class NumpyDType {
+  /** `<` little, `>` big, `|` not applicable, `=` native (little on every host we run on). */
+  byteOrder = '=';
+  /** Structured dtypes (named fields) are kept, but their values are not decoded. */
+  structured = false;
+
+  constructor(
+    /** numpy's type code with size: `f8`, `i4`, `b1`, … */
+    readonly type: string,
+  ) {}
+
+  get littleEndian(): boolean {
+    return this.byteOrder !== '>';
+  }
+}
+
+/** A numpy array (`numpy.core.multiarray._reconstruct` followed by BUILD). */
+export class NumpyArray {
+  shape: readonly number[] = [];
+  dtype: NumpyDType | undefined;
+  fortranOrder = false;
+  /** The raw element bytes in `dtype`'s byte order, or the items of an object array. */
+  data: Uint8Array | readonly PickleValue[] = new Uint8Array(0);
+  built = false;
+}
+
 /** What an allow-listed global stands for. */
 export type GlobalMeaning =
   | { kind: 'rebuildTensorV2' }
@@ -245,7 +136,13 @@ export type GlobalMeaning =
   | { kind: 'orderedDict' }
   | { kind: 'namespace' }
   | { kind: 'torchSize' }
-  | { kind: 'codecsEncode' };
+  | { kind: 'codecsEncode' }
+  | { kind: 'numpyScalar' }
+  | { kind: 'numpyDType' }
+  | { kind: 'numpyReconstruct' }
+  | { kind: 'numpyNdarray' }
+  /** Not on the allow-list: calling it makes a `PythonObject` placeholder. */
+  | { kind: 'foreign' };
 
 /** A global the pickle referred to, resolved against the allow-list. Never a callable. */
 export class PythonGlobal {
@@ -253,6 +150,10 @@ export class PythonGlobal {
     readonly qualifiedName: string,
     readonly meaning: GlobalMeaning,
   ) {}
+
+  toString(): string {
+    return this.qualifiedName;
+  }
 }
 
 const STORAGE_CLASS_DTYPES: Readonly<Record<string, TorchDType>> = {
@@ -282,7 +183,15 @@ function buildAllowList(): ReadonlyMap<string, GlobalMeaning> {
     ['torch.Size', { kind: 'torchSize' }],
     // Protocol 2 has no bytes opcode: bytes are pickled as _codecs.encode(text, 'latin1').
     ['_codecs.encode', { kind: 'codecsEncode' }],
+    // A single-GPU fairseq run keeps scores as numpy.float64 (meters, `best`); numpy 2 moved the
+    // module to numpy._core, and pickles name whichever wrote them.
+    ['numpy.dtype', { kind: 'numpyDType' }],
+    ['numpy.ndarray', { kind: 'numpyNdarray' }],
   ]);
+  for (const module of ['numpy.core.multiarray', 'numpy._core.multiarray']) {
+    allowed.set(`${module}.scalar`, { kind: 'numpyScalar' });
+    allowed.set(`${module}._reconstruct`, { kind: 'numpyReconstruct' });
+  }
   for (const [name, dtype] of Object.entries(STORAGE_CLASS_DTYPES)) {
     allowed.set(`torch.${name}`, { kind: 'storageType', dtype });
   }
@@ -294,6 +203,51 @@ function buildAllowList(): ReadonlyMap<string, GlobalMeaning> {
 }
 
 export const ALLOWED_GLOBALS: ReadonlyMap<string, GlobalMeaning> = buildAllowList();
+
+/** Characters of a string, and items of a container, shown in messages before "…". */
+const BRIEF_TEXT = 40;
+const BRIEF_ITEMS = 4;
+
+/**
+ * A short rendering of a value for messages, Python-like (`'text'`, `None`, `(1, 2)`). Bounded
+ * whatever the value: strings and containers are cut, nesting below `depth` shows as `…`, so a
+ * deep or self-referencing structure can neither make a message large nor recurse far.
+ */
+export function brief(value: PickleValue, depth = 2): string {
+  if (value === null) return 'None';
+  if (typeof value === 'boolean') return value ? 'True' : 'False';
+  if (typeof value === 'number' || typeof value === 'bigint') return String(value);
+  if (typeof value === 'string') return `'${value.length > BRIEF_TEXT ? `${value.slice(0, BRIEF_TEXT)}…` : value}'`;
+  if (value instanceof Uint8Array) return `<${value.length} bytes>`;
+  if (value instanceof PythonGlobal) return value.qualifiedName;
+  if (value instanceof TorchTensor) return `tensor(${value.dtype}, [${value.shape.join(', ')}])`;
+  if (value instanceof TorchStorage) return `storage '${value.key}'`;
+  if (value instanceof NumpyDType) return `dtype('${value.type}')`;
+  if (value instanceof NumpyArray) return `ndarray([${value.shape.join(', ')}])`;
+  if (depth <= 0) return '…';
+  const inner = (item: PickleValue): string => brief(item, depth - 1);
+  if (value instanceof PythonObject) return `${value.className}(${firstItems(value.args, value.args.length, inner)})`;
+  if (Array.isArray(value)) {
+    const shown = firstItems(value as readonly PickleValue[], value.length, inner);
+    return Object.isFrozen(value) ? `(${shown})` : `[${shown}]`;
+  }
+  if (value instanceof Map) {
+    return `{${firstItems(value, value.size, ([key, item]) => `${inner(key)}: ${inner(item)}`)}}`;
+  }
+  const namespace = value as Namespace;
+  const fields = Object.keys(namespace);
+  return `Namespace(${firstItems(fields, fields.length, (field) => `${field}=${inner(namespace[field]!)}`)})`;
+}
+
+/** The first BRIEF_ITEMS of `items` rendered, comma-separated, with `…` when there are more. */
+function firstItems<T>(items: Iterable<T>, size: number, render: (item: T) => string): string {
+  const shown: string[] = [];
+  for (const item of items) {
+    if (shown.length === BRIEF_ITEMS) break;
+    shown.push(render(item));
+  }
+  return size > BRIEF_ITEMS ? `${shown.join(', ')}, …` : shown.join(', ');
+}
 
 // ---------------------------------------------------------------------------------------------
 // The machine
@@ -342,6 +296,7 @@ const OP = {
   SHORT_BINUNICODE: 0x8c,
   BINUNICODE8: 0x8d,
   BINBYTES8: 0x8e,
+  NEWOBJ_EX: 0x92,
   STACK_GLOBAL: 0x93,
   MEMOIZE: 0x94,
   FRAME: 0x95,
@@ -370,6 +325,37 @@ export function unpickle(bytes: Uint8Array, options: UnpickleOptions): UnpickleR
   return new Unpickler(bytes, options).run();
 }
 
+/** Whether calling `callee` makes a placeholder: a global off the allow-list, or a placeholder itself. */
+function isForeign(callee: PythonGlobal | PythonObject): boolean {
+  return callee instanceof PythonObject || callee.meaning.kind === 'foreign';
+}
+
+function calleeName(callee: PythonGlobal | PythonObject): string {
+  return callee instanceof PythonObject ? callee.className : callee.qualifiedName;
+}
+
+/** numpy scalar types decoded to JavaScript values: byte size and reader. */
+const NUMPY_SCALARS = new Map<string, { bytes: number; read: (view: DataView, littleEndian: boolean) => PickleValue }>([
+  ['f8', { bytes: 8, read: (view, le) => view.getFloat64(0, le) }],
+  ['f4', { bytes: 4, read: (view, le) => view.getFloat32(0, le) }],
+  ['f2', { bytes: 2, read: (view, le) => halfToFloat(view.getUint16(0, le)) }],
+  ['i8', { bytes: 8, read: (view, le) => safeInteger(view.getBigInt64(0, le)) }],
+  ['u8', { bytes: 8, read: (view, le) => safeInteger(view.getBigUint64(0, le)) }],
+  ['i4', { bytes: 4, read: (view, le) => view.getInt32(0, le) }],
+  ['u4', { bytes: 4, read: (view, le) => view.getUint32(0, le) }],
+  ['i2', { bytes: 2, read: (view, le) => view.getInt16(0, le) }],
+  ['u2', { bytes: 2, read: (view, le) => view.getUint16(0, le) }],
+  ['i1', { bytes: 1, read: (view) => view.getInt8(0) }],
+  ['u1', { bytes: 1, read: (view) => view.getUint8(0) }],
+  ['b1', { bytes: 1, read: (view) => view.getUint8(0) !== 0 }],
+]);
+
+function safeInteger(value: bigint): number | bigint {
+  return value >= BigInt(Number.MIN_SAFE_INTEGER) && value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value;
+}
+
+const HEX_BYTES = Array.from({ length: 256 }, (_, byte) => byte.toString(16).padStart(2, '0'));
+
 /** Marks the start of a MARK-delimited group on the stack. */
 const MARK_SENTINEL = Symbol('mark');
 type StackItem = PickleValue | typeof MARK_SENTINEL;
@@ -395,6 +381,7 @@ class Unpickler {
       if (this.position >= this.bytes.length) {
         throw new PickleEndOfDataError(
           `${this.options.label}: the pickle ends at byte offset ${this.position} without a STOP opcode`,
+          this.position + 1,
         );
       }
       const opcode = this.bytes[this.position++]!;
@@ -486,7 +473,9 @@ class Unpickler {
       }
       case OP.APPENDS: {
         const items = this.popMark();
-        this.list(this.top()).push(...items);
+        const list = this.list(this.top());
+        // One push per item: spreading a long run of items into push() overflows the call stack.
+        for (const item of items) list.push(item);
         return;
       }
       case OP.EMPTY_DICT:
@@ -531,11 +520,20 @@ class Unpickler {
       }
       case OP.REDUCE: {
         const args = this.tuple(this.pop(), 'REDUCE arguments');
-        return this.push(this.call(this.global(this.pop(), 'REDUCE'), args));
+        return this.push(this.call(this.callee(this.pop(), 'REDUCE'), args));
       }
       case OP.NEWOBJ: {
         const args = this.tuple(this.pop(), 'NEWOBJ arguments');
-        return this.push(this.construct(this.global(this.pop(), 'NEWOBJ'), args));
+        return this.push(this.construct(this.callee(this.pop(), 'NEWOBJ'), args));
+      }
+      case OP.NEWOBJ_EX: {
+        const keywords = this.dict(this.pop());
+        const args = this.tuple(this.pop(), 'NEWOBJ_EX arguments');
+        const callee = this.callee(this.pop(), 'NEWOBJ_EX');
+        if (keywords.size > 0 && !isForeign(callee)) {
+          throw this.error(`'${callee}' is not constructed with keyword arguments`);
+        }
+        return this.push(this.construct(callee, keywords.size > 0 ? [...args, keywords] : args));
       }
       case OP.BUILD: {
         const state = this.pop();
@@ -560,21 +558,16 @@ class Unpickler {
 
   // --- globals -------------------------------------------------------------------------------
 
+  /** Resolves nothing: an allowed name gets its meaning, any other name a placeholder meaning. */
   private resolveGlobal(module: string, name: string): PythonGlobal {
     const qualifiedName = `${module}.${name}`;
-    const meaning = ALLOWED_GLOBALS.get(qualifiedName);
-    if (!meaning) {
-      throw new PickleError(
-        `${this.options.label}: refusing to load global '${qualifiedName}' (not on the allow-list) ` +
-          `at byte offset ${this.opcodeOffset}`,
-      );
-    }
-    return new PythonGlobal(qualifiedName, meaning);
+    return new PythonGlobal(qualifiedName, ALLOWED_GLOBALS.get(qualifiedName) ?? { kind: 'foreign' });
   }
 
-  private call(callee: PythonGlobal, args: readonly PickleValue[]): PickleValue {
-    const { meaning } = callee;
-    switch (meaning.kind) {
+  private call(target: PythonGlobal | PythonObject, args: readonly PickleValue[]): PickleValue {
+    if (isForeign(target)) return new PythonObject(calleeName(target), args);
+    const callee = target as PythonGlobal;
+    switch (callee.meaning.kind) {
       case 'rebuildTensorV2':
         // (storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata]):
         // gradients, hooks and metadata do not change the values.
@@ -587,7 +580,7 @@ class Unpickler {
         // (data, requires_grad, backward_hooks): a Parameter's values are its data tensor's.
         this.arity(callee, args, 3, 3);
         const data = args[0];
-        if (!(data instanceof TorchTensor)) throw this.error(`${callee.qualifiedName} expects a tensor`);
+        if (!(data instanceof TorchTensor)) throw this.error(`${callee} expects a tensor`);
         return data;
       }
       case 'orderedDict': {
@@ -622,29 +615,122 @@ class Unpickler {
         }
         return out;
       }
+      case 'numpyDType': {
+        // dtype(type, align, copy); the byte order follows in BUILD's state.
+        this.arity(callee, args, 1, 3);
+        const [type] = args;
+        if (typeof type !== 'string') throw this.error(`numpy.dtype expects a type string such as 'f8'`);
+        return new NumpyDType(type);
+      }
+      case 'numpyScalar':
+        this.arity(callee, args, 1, 2);
+        return this.numpyScalar(callee, args);
+      case 'numpyReconstruct': {
+        // _reconstruct(ndarray, (0,), b'b'): an empty array that BUILD then fills.
+        this.arity(callee, args, 3, 3);
+        const [type] = args;
+        if (!(type instanceof PythonGlobal) || type.meaning.kind !== 'numpyNdarray') {
+          throw this.error(`${callee} is accepted only for numpy.ndarray`);
+        }
+        return new NumpyArray();
+      }
       default:
-        throw this.error(`'${callee.qualifiedName}' cannot be called`);
+        throw this.error(`'${callee}' cannot be called`);
     }
   }
 
-  private construct(callee: PythonGlobal, args: readonly PickleValue[]): PickleValue {
-    if (callee.meaning.kind !== 'namespace') throw this.error(`'${callee.qualifiedName}' cannot be instantiated`);
+  private construct(callee: PythonGlobal | PythonObject, args: readonly PickleValue[]): PickleValue {
+    if (isForeign(callee)) return new PythonObject(calleeName(callee), args);
+    if ((callee as PythonGlobal).meaning.kind !== 'namespace') throw this.error(`'${callee}' cannot be instantiated`);
     this.arity(callee, args, 0, 0);
     return new Namespace();
   }
 
-  /** BUILD sets instance attributes: a Namespace's fields, an OrderedDict's `_metadata`. */
+  /**
+   * numpy.float64(x) and friends pickle as `scalar(dtype, raw bytes)`; object scalars as
+   * `scalar(dtype, obj)`. Numbers, booleans and integers decode; other types (strings, dates,
+   * complex, structured) stay placeholders.
+   */
+  private numpyScalar(callee: PythonGlobal, args: readonly PickleValue[]): PickleValue {
+    const [dtype, data] = args;
+    if (!(dtype instanceof NumpyDType)) throw this.error(`${callee} expects a numpy.dtype first`);
+    if (dtype.type === 'O') return data ?? null;
+    const decoded = dtype.structured ? undefined : NUMPY_SCALARS.get(dtype.type);
+    if (!decoded) return new PythonObject(callee.qualifiedName, args);
+    if (!(data instanceof Uint8Array) || data.length !== decoded.bytes) {
+      throw this.error(`a numpy '${dtype.type}' scalar needs ${decoded.bytes} bytes of data, found ${brief(data ?? null)}`);
+    }
+    return decoded.read(new DataView(data.buffer, data.byteOffset, data.length), dtype.littleEndian);
+  }
+
+  /**
+   * BUILD sets an object's state: a Namespace's fields and an OrderedDict's attributes (a dict,
+   * or Python's `(dict, slots)` pair), a numpy dtype's byte order, a numpy array's contents, a
+   * placeholder's state (kept, never interpreted).
+   */
   private build(target: PickleValue, state: PickleValue): void {
-    if (state === null) return;
-    if (!(target instanceof Namespace || target instanceof OrderedDict) || !(state instanceof Map)) {
-      throw this.error(`BUILD (setting object state) is supported only with a dict on a Namespace or OrderedDict`);
+    if (target instanceof PythonObject) {
+      target.state = state;
+      return;
     }
-    for (const [key, value] of state) {
-      if (typeof key !== 'string') throw this.error('BUILD state has a non-string attribute name');
-      if (target instanceof OrderedDict) target.attributes.set(key, value);
-      // defineProperty keeps a field named "__proto__" an ordinary field.
-      else Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
+    if (target instanceof NumpyDType) return this.buildDType(target, state);
+    if (target instanceof NumpyArray) return this.buildArray(target, state);
+    if (!(target instanceof Namespace || target instanceof OrderedDict)) {
+      throw this.error(`BUILD (setting object state) on ${brief(target, 0)}, which has no state to set`);
     }
+    const parts = Array.isArray(state) && Object.isFrozen(state) ? (state as readonly PickleValue[]) : [state];
+    if (parts.length > 2) throw this.error(`BUILD state is a ${parts.length}-tuple; expected a dict or (dict, slots)`);
+    for (const part of parts) {
+      if (part === null) continue;
+      if (!(part instanceof Map)) throw this.error(`BUILD state for ${brief(target, 0)} must be a dict, found ${brief(part, 0)}`);
+      for (const [key, value] of part) {
+        if (typeof key !== 'string') throw this.error('BUILD state has a non-string attribute name');
+        if (target instanceof OrderedDict) target.attributes.set(key, value);
+        // defineProperty keeps a field named "__proto__" an ordinary field.
+        else Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
+      }
+    }
+  }
+
+  /** `(version, byteorder, subarray, names, fields, elsize, alignment, flags[, metadata])`. */
+  private buildDType(dtype: NumpyDType, state: PickleValue): void {
+    const fields = this.tuple(state, 'numpy.dtype state');
+    const byteOrder = fields[1];
+    if (fields.length < 8 || typeof byteOrder !== 'string' || !['<', '>', '|', '='].includes(byteOrder)) {
+      throw this.error(`numpy.dtype state ${brief(state)} is not (version, byteorder, …)`);
+    }
+    dtype.byteOrder = byteOrder;
+    dtype.structured = fields[3] !== null || fields[2] !== null;
+  }
+
+  /** `(version, shape, dtype, is_fortran, data)`: raw bytes, or a list for object arrays. */
+  private buildArray(array: NumpyArray, state: PickleValue): void {
+    if (array.built) throw this.error('a numpy array is built twice');
+    const fields = this.tuple(state, 'numpy array state');
+    if (fields.length !== 5) throw this.error(`numpy array state has ${fields.length} items; expected 5`);
+    const [, shape, dtype, fortranOrder, data] = fields;
+    if (!(dtype instanceof NumpyDType)) throw this.error('numpy array state lacks a numpy.dtype');
+    const dims = this.dims(shape!, 'numpy array shape');
+    const count = dims.reduce((product, dim) => product * dim, 1);
+    if (Array.isArray(data)) {
+      if (dtype.type !== 'O' || data.length !== count) {
+        throw this.error(`a numpy '${dtype.type}' array of shape (${dims.join(', ')}) holds a list of ${data.length} items`);
+      }
+    } else if (data instanceof Uint8Array) {
+      const itemsize = Number(/\d+$/.exec(dtype.type)?.[0] ?? NaN);
+      if (data.length !== count * itemsize) {
+        throw this.error(
+          `a numpy '${dtype.type}' array of shape (${dims.join(', ')}) needs ${count * itemsize} bytes, found ${data.length}`,
+        );
+      }
+    } else {
+      throw this.error(`numpy array data must be bytes or a list, found ${brief(data ?? null, 0)}`);
+    }
+    array.shape = Object.freeze(dims);
+    array.dtype = dtype;
+    array.fortranOrder = fortranOrder === true;
+    array.data = data as Uint8Array | readonly PickleValue[];
+    array.built = true;
   }
 
   private tensor(args: readonly PickleValue[]): TorchTensor {
@@ -666,6 +752,7 @@ class Unpickler {
     if (at + size > this.bytes.length) {
       throw new PickleEndOfDataError(
         `${this.options.label}: the pickle ends inside ${this.opcodeName()} at byte offset ${this.opcodeOffset}`,
+        at + size,
       );
     }
     this.position += size;
@@ -709,19 +796,24 @@ class Unpickler {
     if (end < 0) {
       throw new PickleEndOfDataError(
         `${this.options.label}: the pickle ends inside ${this.opcodeName()} at byte offset ${this.opcodeOffset}`,
+        this.bytes.length + 1,
       );
     }
     return this.text(end - this.position, 1);
   }
 
-  /** A little-endian two's-complement integer of `length` bytes. */
+  /**
+   * A little-endian two's-complement integer of `length` bytes, converted through one hex string
+   * (building it byte by byte with BigInt shifts would be quadratic in the length).
+   */
   private long(length: number): number | bigint {
     const bytes = this.raw(length);
-    let value = 0n;
-    for (let i = length - 1; i >= 0; i--) value = (value << 8n) | BigInt(bytes[i]!);
-    if (length > 0 && bytes[length - 1]! & 0x80) value -= 1n << BigInt(8 * length);
-    const small = value >= BigInt(Number.MIN_SAFE_INTEGER) && value <= BigInt(Number.MAX_SAFE_INTEGER);
-    return small ? Number(value) : value;
+    if (length === 0) return 0;
+    const digits = new Array<string>(length);
+    for (let i = 0; i < length; i++) digits[i] = HEX_BYTES[bytes[length - 1 - i]!]!;
+    let value = BigInt(`0x${digits.join('')}`);
+    if (bytes[length - 1]! & 0x80) value -= 1n << BigInt(8 * length);
+    return safeInteger(value);
   }
 
   // --- stack and memo ------------------------------------------------------------------------
@@ -792,8 +884,11 @@ class Unpickler {
     return value as readonly PickleValue[];
   }
 
-  private global(value: PickleValue, opcode: string): PythonGlobal {
-    if (!(value instanceof PythonGlobal)) throw this.error(`${opcode} applied to something that is not a global`);
+  /** What REDUCE and NEWOBJ may call: a global, or a placeholder (whose call is another placeholder). */
+  private callee(value: PickleValue, opcode: string): PythonGlobal | PythonObject {
+    if (!(value instanceof PythonGlobal || value instanceof PythonObject)) {
+      throw this.error(`${opcode} applied to ${brief(value, 0)}, which is not a class or function`);
+    }
     return value;
   }
 
@@ -805,10 +900,10 @@ class Unpickler {
     return [...items];
   }
 
-  private arity(callee: PythonGlobal, args: readonly PickleValue[], min: number, max: number): void {
+  private arity(callee: PythonGlobal | PythonObject, args: readonly PickleValue[], min: number, max: number): void {
     if (args.length < min || args.length > max) {
       const expected = min === max ? `${min}` : `${min}–${max}`;
-      throw this.error(`'${callee.qualifiedName}' called with ${args.length} arguments; expected ${expected}`);
+      throw this.error(`'${calleeName(callee)}' called with ${args.length} arguments; expected ${expected}`);
     }
   }
 

@@ -13,8 +13,8 @@
  * Node's `fs` is imported only inside the functions that touch the disk, so this module also
  * loads in browsers, where `SafetensorsFile.fromBytes` / `fromSource` serve.
  */
-import type { FileHandle } from 'node:fs/promises';
-import { type ByteSource, MAX_IO_CHUNK_BYTES, memorySource, openFileSource, readExactly } from './byte-source.js';
+import { writeFileAtomically } from './atomic-file.js';
+import { type ByteSource, MAX_BUFFER_BYTES, memorySource, openFileSource, readExactly } from './byte-source.js';
 import { bfloat16sToFloats, halvesToFloats } from '../half.js';
 
 export type { ByteSource } from './byte-source.js';
@@ -72,6 +72,11 @@ export class SafetensorsError extends Error {
 
 /** The reference implementation refuses larger headers; so do we, before allocating one. */
 const MAX_HEADER_BYTES = 100_000_000;
+/**
+ * Deepest nesting of JSON arrays and objects accepted in a header, checked before parsing: a
+ * valid header needs 3 levels; the reference parser (serde_json) stops at 128, and so do we.
+ */
+const MAX_HEADER_NESTING = 128;
 const LENGTH_PREFIX_BYTES = 8;
 const METADATA_KEY = '__metadata__';
 
@@ -93,18 +98,37 @@ function show(value: unknown): string {
   return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }
 
+/** Shapes print in full up to this many dimensions. */
+const SHOWN_DIMENSIONS = 8;
+
 function shapeText(shape: readonly number[]): string {
-  return `[${shape.join(', ')}]`;
+  if (shape.length <= SHOWN_DIMENSIONS) return `[${shape.join(', ')}]`;
+  return `[${shape.slice(0, SHOWN_DIMENSIONS).join(', ')}, … (${shape.length} dimensions)]`;
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+/** Byte counts beyond this are reported as "more than 2^64": no file or buffer comes close. */
+const COUNT_CAP = 2n ** 64n;
+
+/**
+ * Elements of `shape`, or COUNT_CAP + 1 once the product passes COUNT_CAP: a shape of many large
+ * dimensions would otherwise grow a huge BigInt, quadratically in its length.
+ */
 function elementCount(shape: readonly number[]): bigint {
+  if (shape.includes(0)) return 0n;
   let count = 1n;
-  for (const dim of shape) count *= BigInt(dim);
+  for (const dim of shape) {
+    count *= BigInt(dim);
+    if (count > COUNT_CAP) return COUNT_CAP + 1n;
+  }
   return count;
+}
+
+function byteCountText(bytes: bigint): string {
+  return bytes > COUNT_CAP ? 'more than 2^64' : String(bytes);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -186,7 +210,7 @@ function parseEntry(label: string, name: string, value: unknown, dataLength: num
   const expected = elementCount(dims) * BigInt(SAFETENSORS_DTYPE_BYTES[dtype]);
   if (expected !== BigInt(end - begin)) {
     throw new SafetensorsError(
-      `${where}: shape ${shapeText(dims)} of ${dtype} needs ${expected} bytes, but data_offsets ` +
+      `${where}: shape ${shapeText(dims)} of ${dtype} needs ${byteCountText(expected)} bytes, but data_offsets ` +
         `[${begin}, ${end}] hold ${end - begin}`,
     );
   }
@@ -222,7 +246,35 @@ function checkTiling(label: string, entries: readonly RawEntry[], dataLength: nu
   }
 }
 
+/**
+ * Refuses a header nested deeper than MAX_HEADER_NESTING before anything recursive (parsing,
+ * printing) sees it. One pass over the bytes; brackets inside strings do not count.
+ */
+function checkNesting(label: string, headerBytes: Uint8Array): void {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < headerBytes.length; i++) {
+    const byte = headerBytes[i]!;
+    if (inString) {
+      if (byte === 0x5c) i++; // a backslash escapes the next byte
+      else if (byte === 0x22) inString = false;
+    } else if (byte === 0x22) {
+      inString = true;
+    } else if (byte === 0x7b || byte === 0x5b) {
+      if (++depth > MAX_HEADER_NESTING) {
+        throw new SafetensorsError(
+          `${label}: header nests arrays and objects more than ${MAX_HEADER_NESTING} deep (at byte ${LENGTH_PREFIX_BYTES + i}); ` +
+            'a safetensors header needs 3 levels',
+        );
+      }
+    } else if (byte === 0x7d || byte === 0x5d) {
+      depth--;
+    }
+  }
+}
+
 function parseHeader(label: string, headerBytes: Uint8Array, dataStart: number, dataLength: number): ParsedHeader {
+  checkNesting(label, headerBytes);
   let text: string;
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(headerBytes);
@@ -268,25 +320,52 @@ function parseHeader(label: string, headerBytes: Uint8Array, dataStart: number, 
 // ---------------------------------------------------------------------------------------------
 // Reading
 
-/** Levenshtein distance, for "did you mean" hints on a missing tensor name. */
-function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+/** "Did you mean" hints look at names up to this long; tensor names are far shorter. */
+const MAX_HINT_NAME_LENGTH = 256;
+/** Distance-table cells one hint may compute, so that a miss stays cheap on any header. */
+const MAX_HINT_CELLS = 4_000_000;
+
+/**
+ * Levenshtein distance if it is at most `bound`, else `bound + 1`. Only the diagonal band of
+ * width 2·bound + 1 can hold such paths, so the work is O(bound · |a|), not O(|a| · |b|).
+ */
+function editDistanceWithin(a: string, b: string, bound: number): number {
+  const beyond = bound + 1;
+  if (Math.abs(a.length - b.length) > bound) return beyond;
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => Math.min(j, beyond));
+  let current = new Array<number>(b.length + 1);
   for (let i = 1; i <= a.length; i++) {
-    const current = [i];
-    for (let j = 1; j <= b.length; j++) {
+    const first = Math.max(1, i - bound);
+    const last = Math.min(b.length, i + bound);
+    // The cells flanking the band stand for every path outside it.
+    current[first - 1] = first === 1 ? Math.min(i, beyond) : beyond;
+    if (last < b.length) current[last + 1] = beyond;
+    let rowMinimum = current[first - 1]!;
+    for (let j = first; j <= last; j++) {
       const substitution = previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1);
-      current.push(Math.min(previous[j]! + 1, current[j - 1]! + 1, substitution));
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, substitution, beyond);
+      rowMinimum = Math.min(rowMinimum, current[j]!);
     }
-    previous = current;
+    if (rowMinimum > bound) return beyond;
+    [previous, current] = [current, previous];
   }
   return previous[b.length]!;
 }
 
+/** Up to `limit` names within a third of `wanted`'s length in edits, closest first; bounded work. */
 function closeNames(wanted: string, names: Iterable<string>, limit = 3): string[] {
+  if (wanted.length > MAX_HINT_NAME_LENGTH) return [];
   const maxDistance = Math.max(2, Math.ceil(wanted.length / 3));
-  return [...names]
-    .map((name) => ({ name, distance: editDistance(wanted, name) }))
-    .filter(({ distance }) => distance <= maxDistance)
+  const cellsPerName = (2 * maxDistance + 1) * (wanted.length + 1);
+  let budget = MAX_HINT_CELLS;
+  const near: { name: string; distance: number }[] = [];
+  for (const name of names) {
+    if (Math.abs(name.length - wanted.length) > maxDistance) continue;
+    if ((budget -= cellsPerName) < 0) break;
+    const distance = editDistanceWithin(wanted, name, maxDistance);
+    if (distance <= maxDistance) near.push({ name, distance });
+  }
+  return near
     .sort((a, b) => a.distance - b.distance || a.name.localeCompare(b.name))
     .slice(0, limit)
     .map(({ name }) => name);
@@ -375,12 +454,15 @@ export class SafetensorsFile {
   async readBytes(name: string): Promise<Uint8Array<ArrayBuffer>> {
     const info = this.info(name);
     if (this.#closed) throw new SafetensorsError(`${this.label}: cannot read tensor '${name}': the file is closed`);
+    this.checkBufferSize(info, SAFETENSORS_DTYPE_BYTES[info.dtype]);
     return readExactly(this.source, this.label, info.byteOffset, info.byteLength, SafetensorsError);
   }
 
   /** Floating-point tensors as f32: F16 and BF16 widen exactly, F64 rounds to nearest. */
   async readFloat32(name: string): Promise<Float32Array> {
-    const { dtype } = this.info(name);
+    const info = this.info(name);
+    const { dtype } = info;
+    this.checkBufferSize(info, Float32Array.BYTES_PER_ELEMENT);
     switch (dtype) {
       case 'F32':
         return viewAs(await this.readBytes(name), Float32Array);
@@ -404,7 +486,9 @@ export class SafetensorsFile {
 
   /** Integer and BOOL tensors as i32; fails, naming the element, on a value outside int32. */
   async readInt32(name: string): Promise<Int32Array<ArrayBuffer>> {
-    const { dtype } = this.info(name);
+    const info = this.info(name);
+    const { dtype } = info;
+    this.checkBufferSize(info, Int32Array.BYTES_PER_ELEMENT);
     switch (dtype) {
       case 'I32':
         return viewAs(await this.readBytes(name), Int32Array);
@@ -433,6 +517,17 @@ export class SafetensorsFile {
     if (this.#closed) return;
     this.#closed = true;
     await this.source.close();
+  }
+
+  /** Refuses, before allocating, a result of `bytesPerElement`-byte elements that no buffer can hold. */
+  private checkBufferSize(info: TensorInfo, bytesPerElement: number): void {
+    const bytes = (info.byteLength / SAFETENSORS_DTYPE_BYTES[info.dtype]) * bytesPerElement;
+    if (bytes > MAX_BUFFER_BYTES) {
+      throw new SafetensorsError(
+        `${this.label}: tensor '${info.name}' (${info.dtype} ${shapeText(info.shape)}) needs ${bytes} bytes in memory, ` +
+          `more than one buffer holds (${MAX_BUFFER_BYTES})`,
+      );
+    }
   }
 
   private wrongDType(name: string, dtype: SafetensorsDType, method: string, accepted: string): SafetensorsError {
@@ -488,22 +583,47 @@ export class SafetensorsFile {
 // ---------------------------------------------------------------------------------------------
 // Writing
 
+/**
+ * A tensor to write whose bytes are produced only when the writer reaches it, so that a file
+ * larger than memory can be written one tensor at a time.
+ */
+export interface LazyTensorEntry {
+  name: string;
+  dtype: SafetensorsDType;
+  shape: readonly number[];
+  read(): Promise<ArrayBufferView>;
+}
+
+interface PlannedTensor {
+  name: string;
+  dtype: SafetensorsDType;
+  shape: readonly number[];
+  byteLength: number;
+  entry: TensorEntry | LazyTensorEntry;
+}
+
 interface Layout {
   /** Length prefix and padded header JSON. */
   head: Uint8Array;
-  /** Each tensor's bytes, in file order. */
-  chunks: Uint8Array[];
+  /** The tensors in file order. */
+  tensors: PlannedTensor[];
   byteLength: number;
+}
+
+function isLazy(entry: TensorEntry | LazyTensorEntry): entry is LazyTensorEntry {
+  return 'read' in entry;
 }
 
 /**
  * Validates the entries and lays them out as the reference writer does: widest dtype first,
  * then by name, so that every tensor starts aligned to its element size (the header is padded
- * with spaces to a multiple of 8).
+ * with spaces to a multiple of 8). Lazy entries are checked against their shape when read.
  */
-function layOut(entries: readonly TensorEntry[], metadata: Record<string, string> | undefined): Layout {
+function layOut(entries: readonly (TensorEntry | LazyTensorEntry)[], metadata: Record<string, string> | undefined): Layout {
   const seen = new Set<string>();
-  for (const { name, dtype, shape, data } of entries) {
+  const planned: PlannedTensor[] = [];
+  for (const entry of entries) {
+    const { name, dtype, shape } = entry;
     const where = `safetensors writer: tensor '${name}'`;
     if (name === METADATA_KEY) throw new SafetensorsError(`${where}: the name is reserved for metadata`);
     if (seen.has(name)) throw new SafetensorsError(`${where}: the name appears twice`);
@@ -517,11 +637,9 @@ function layOut(entries: readonly TensorEntry[], metadata: Record<string, string
       }
     });
     const expected = elementCount(shape) * BigInt(SAFETENSORS_DTYPE_BYTES[dtype]);
-    if (expected !== BigInt(data.byteLength)) {
-      throw new SafetensorsError(
-        `${where}: shape ${shapeText(shape)} of ${dtype} needs ${expected} bytes, but the data has ${data.byteLength}`,
-      );
-    }
+    if (!isLazy(entry)) checkDataLength(where, entry, expected, entry.data.byteLength);
+    if (expected > BigInt(Number.MAX_SAFE_INTEGER)) throw new SafetensorsError(`${where}: ${byteCountText(expected)} bytes`);
+    planned.push({ name, dtype, shape, byteLength: Number(expected), entry });
   }
   if (metadata !== undefined) {
     for (const [key, value] of Object.entries(metadata)) {
@@ -533,28 +651,36 @@ function layOut(entries: readonly TensorEntry[], metadata: Record<string, string
     }
   }
 
-  const byName = (a: TensorEntry, b: TensorEntry): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
-  const ordered = [...entries].sort(
-    (a, b) => SAFETENSORS_DTYPE_BYTES[b.dtype] - SAFETENSORS_DTYPE_BYTES[a.dtype] || byName(a, b),
-  );
+  const byName = (a: PlannedTensor, b: PlannedTensor): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+  planned.sort((a, b) => SAFETENSORS_DTYPE_BYTES[b.dtype] - SAFETENSORS_DTYPE_BYTES[a.dtype] || byName(a, b));
   // Built by hand so that the header lists tensors in file order; an object literal would move
   // integer-like names to the front.
   const fields: string[] = [];
   if (metadata !== undefined) fields.push(`${JSON.stringify(METADATA_KEY)}:${JSON.stringify(metadata)}`);
   let offset = 0;
-  const chunks: Uint8Array[] = [];
-  for (const { name, dtype, shape, data } of ordered) {
-    const info = { dtype, shape, data_offsets: [offset, offset + data.byteLength] };
+  for (const { name, dtype, shape, byteLength } of planned) {
+    const info = { dtype, shape, data_offsets: [offset, offset + byteLength] };
     fields.push(`${JSON.stringify(name)}:${JSON.stringify(info)}`);
-    chunks.push(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-    offset += data.byteLength;
+    offset += byteLength;
   }
   const json = new TextEncoder().encode(`{${fields.join(',')}}`);
   const paddedLength = Math.ceil(json.length / 8) * 8;
   const head = new Uint8Array(LENGTH_PREFIX_BYTES + paddedLength).fill(0x20);
   new DataView(head.buffer).setBigUint64(0, BigInt(paddedLength), true);
   head.set(json, LENGTH_PREFIX_BYTES);
-  return { head, chunks, byteLength: head.length + offset };
+  return { head, tensors: planned, byteLength: head.length + offset };
+}
+
+function checkDataLength(where: string, { shape, dtype }: TensorEntry | LazyTensorEntry, expected: bigint, actual: number): void {
+  if (expected !== BigInt(actual)) {
+    throw new SafetensorsError(
+      `${where}: shape ${shapeText(shape)} of ${dtype} needs ${byteCountText(expected)} bytes, but the data has ${actual}`,
+    );
+  }
+}
+
+function bytesOf(data: ArrayBufferView): Uint8Array {
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }
 
 /** The complete file in memory. Tensors are stored widest dtype first, then by name. */
@@ -562,51 +688,52 @@ export function encodeSafetensors(
   entries: readonly TensorEntry[],
   metadata?: Record<string, string>,
 ): Uint8Array<ArrayBuffer> {
-  const { head, chunks, byteLength } = layOut(entries, metadata);
+  const { head, tensors, byteLength } = layOut(entries, metadata);
   const out = new Uint8Array(byteLength);
   out.set(head, 0);
   let offset = head.length;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
+  for (const { entry } of tensors) {
+    const data = bytesOf((entry as TensorEntry).data);
+    out.set(data, offset);
+    offset += data.length;
   }
   return out;
 }
 
+export interface WriteProgress {
+  /** The tensor just written. */
+  name: string;
+  writtenBytes: number;
+  totalBytes: number;
+}
+
+export interface WriteSafetensorsOptions {
+  /** Called after each tensor is written. */
+  onProgress?: (progress: WriteProgress) => void;
+}
+
 /**
- * Writes the file atomically: everything is validated first, then streamed into a temporary
- * file beside `path` that is renamed over it only once complete and synced. On any failure the
- * temporary file is removed and `path` is untouched.
+ * Writes the file atomically (src/io/atomic-file.ts), creating missing folders: the entries are
+ * validated first, then streamed in file order into a temporary file that replaces `path` only
+ * once complete; on any failure `path` is untouched. Lazy entries are read one at a time, so
+ * memory holds one tensor, not the file.
  */
 export async function writeSafetensors(
   path: string,
-  entries: readonly TensorEntry[],
+  entries: readonly (TensorEntry | LazyTensorEntry)[],
   metadata?: Record<string, string>,
+  { onProgress }: WriteSafetensorsOptions = {},
 ): Promise<void> {
-  const { head, chunks } = layOut(entries, metadata);
-  const fs = await import('node:fs/promises');
-  const { dirname, basename, join } = await import('node:path');
-  const { randomBytes } = await import('node:crypto');
-  const temporary = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-  const handle = await fs.open(temporary, 'wx');
-  try {
-    try {
-      for (const chunk of [head, ...chunks]) await writeAll(handle, chunk);
-      await handle.sync();
-    } finally {
-      await handle.close();
+  const { head, tensors, byteLength } = layOut(entries, metadata);
+  await writeFileAtomically(path, async (write) => {
+    await write(head);
+    let writtenBytes = head.length;
+    for (const { name, entry, byteLength: expected } of tensors) {
+      const data = isLazy(entry) ? await entry.read() : entry.data;
+      checkDataLength(`safetensors writer: tensor '${name}'`, entry, BigInt(expected), data.byteLength);
+      await write(bytesOf(data));
+      writtenBytes += data.byteLength;
+      onProgress?.({ name, writtenBytes, totalBytes: byteLength });
     }
-    await fs.rename(temporary, path);
-  } catch (error) {
-    await fs.rm(temporary, { force: true });
-    throw error;
-  }
-}
-
-async function writeAll(handle: FileHandle, bytes: Uint8Array): Promise<void> {
-  let done = 0;
-  while (done < bytes.length) {
-    const { bytesWritten } = await handle.write(bytes, done, Math.min(bytes.length - done, MAX_IO_CHUNK_BYTES));
-    done += bytesWritten;
-  }
+  });
 }

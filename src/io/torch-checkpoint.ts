@@ -13,29 +13,22 @@
  * `TorchTensor` descriptors whose data is read from the file only when asked for, so the file
  * stays open until `close()`.
  */
-import {
-  PickleEndOfDataError,
-  PythonGlobal,
-  TORCH_DTYPE_BYTES,
-  TorchStorage,
-  unpickle,
-  type PickleValue,
-  type TorchDType,
-} from './pickle.js';
+import { PickleEndOfDataError, PythonGlobal, brief, unpickle, type PickleValue } from './pickle.js';
+import { TORCH_DTYPE_BYTES, TorchStorage, type TorchDType } from './torch-tensor.js';
 import { type ByteSource, memorySource, openFileSource, readExactly } from './byte-source.js';
 import type { SafetensorsDType } from './safetensors.js';
 import { ZipArchive } from './zip.js';
 
 export {
   Namespace,
+  NumpyArray,
   OrderedDict,
   PickleError,
-  TORCH_DTYPE_BYTES,
-  TorchStorage,
-  TorchTensor,
+  PythonObject,
+  brief,
   type PickleValue,
-  type TorchDType,
 } from './pickle.js';
+export { TORCH_DTYPE_BYTES, TorchStorage, TorchTensor, TorchTensorError, type TorchDType } from './torch-tensor.js';
 
 export class TorchCheckpointError extends Error {
   override name = 'TorchCheckpointError';
@@ -79,7 +72,13 @@ export async function loadTorchCheckpoint(path: string): Promise<TorchCheckpoint
 /** Reads a checkpoint through any byte source (or from bytes in memory); `label` names it in errors. */
 export async function readTorchCheckpoint(input: ByteSource | Uint8Array, label: string): Promise<TorchCheckpoint> {
   const source = input instanceof Uint8Array ? memorySource(input) : input;
-  const head = await readExactly(source, label, 0, Math.min(source.size, 4), TorchCheckpointError);
+  const head = await readExactly(source, label, 0, Math.min(source.size, 9), TorchCheckpointError);
+  if (looksLikeSafetensors(head, source.size)) {
+    throw new TorchCheckpointError(
+      `${label}: this is already a safetensors file, not a PyTorch checkpoint: it needs no conversion ` +
+        `(give it, or its folder with a config.json, to --weights)`,
+    );
+  }
   if (head[0] === 0x50 && head[1] === 0x4b) return readZipCheckpoint(source, label);
   if (head[0] === PROTO_OPCODE) return readLegacyCheckpoint(source, label);
   if (await looksLikeTar(source, label)) {
@@ -264,14 +263,24 @@ async function unpickleAt(
   persistentLoad?: (id: PickleValue) => PickleValue,
 ): Promise<{ value: PickleValue; length: number }> {
   const available = source.size - offset;
-  for (let window = Math.min(available, FIRST_PICKLE_WINDOW_BYTES); ; window = Math.min(available, window * 8)) {
+  let window = Math.min(available, FIRST_PICKLE_WINDOW_BYTES);
+  for (;;) {
     const bytes = await readExactly(source, label, offset, window, TorchCheckpointError);
     try {
       return unpickle(bytes, persistentLoad ? { label, persistentLoad } : { label });
     } catch (error) {
       if (!(error instanceof PickleEndOfDataError) || window === available) throw error;
+      // Growing geometrically keeps the re-parsing linear in the pickle's length overall.
+      window = Math.min(available, Math.max(window * 8, error.needed));
     }
   }
+}
+
+/** safetensors: an 8-byte little-endian header length that fits the file, then the header's `{`. */
+function looksLikeSafetensors(head: Uint8Array, size: number): boolean {
+  if (head.length < 9 || head[8] !== 0x7b) return false;
+  const headerLength = new DataView(head.buffer, head.byteOffset, 8).getBigUint64(0, true);
+  return headerLength >= 2n && headerLength <= BigInt(size - 8);
 }
 
 async function looksLikeTar(source: ByteSource, label: string): Promise<boolean> {
@@ -305,7 +314,7 @@ function parseStorageId(id: PickleValue, fields: 5 | 6): StorageId {
   }
   const [, storageType, key, location, numel, viewMetadata] = id as readonly PickleValue[];
   if (!(storageType instanceof PythonGlobal) || storageType.meaning.kind !== 'storageType') {
-    throw new Error('a persistent id names no storage class');
+    throw new Error(`a persistent id names ${brief(storageType ?? null, 0)} where a storage class belongs`);
   }
   if (typeof key !== 'string' || typeof location !== 'string') {
     throw new Error('a persistent id has a non-string storage key or location');

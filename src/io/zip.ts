@@ -7,11 +7,19 @@
  * archives and anything the central directory does not account for are refused with the
  * record's name and byte offset. ZIP64 (archives or records past 4 GiB) is supported.
  *
- * CRC-32 values are not verified: PyTorch ≥ 2.4 can write archives without them
- * (`torch.serialization.set_crc32_options(False)`), and a tensor read touches a fraction of a
- * record when it views part of a shared storage.
+ * Before a record's data is used, its local header must agree with the central directory: the
+ * same name and method, extra fields that exactly fill their stated length, sizes and CRC-32
+ * equal where the local header states them (PyTorch leaves them 0 and writes a data descriptor
+ * after the data, which must then be there and agree), and data that ends before the next
+ * record begins. So a changed length field cannot silently shift what is read.
+ *
+ * CRC-32 is verified for everything read: a whole-record read checks the bytes it returns; the
+ * first partial read of a record (a small view of a large shared storage) first streams the
+ * record once through the checksum. A stored CRC of 0 on a non-empty record means "not
+ * recorded" (PyTorch ≥ 2.4 writes that with `torch.serialization.set_crc32_options(False)`).
  */
 import { type ByteSource, memorySource, openFileSource, readExactly } from './byte-source.js';
+import { type Crc32, loadCrc32 } from './crc32.js';
 
 export class ZipError extends Error {
   override name = 'ZipError';
@@ -22,6 +30,7 @@ const ZIP64_END_OF_CENTRAL_DIRECTORY = 0x06064b50;
 const ZIP64_LOCATOR = 0x07064b50;
 const CENTRAL_FILE_HEADER = 0x02014b50;
 const LOCAL_FILE_HEADER = 0x04034b50;
+const DATA_DESCRIPTOR = 0x08074b50;
 
 const END_RECORD_BYTES = 22;
 const ZIP64_LOCATOR_BYTES = 20;
@@ -29,12 +38,17 @@ const ZIP64_END_RECORD_BYTES = 56;
 const CENTRAL_HEADER_BYTES = 46;
 const LOCAL_HEADER_BYTES = 30;
 const MAX_COMMENT_BYTES = 0xffff;
+/** Signature, CRC-32 and two 8-byte sizes: the longest data descriptor. */
+const MAX_DATA_DESCRIPTOR_BYTES = 24;
 const ZIP64_EXTRA_FIELD = 0x0001;
 /** A 16- or 32-bit field holding all ones means "the real value is in the ZIP64 extra field". */
 const U16_MAX = 0xffff;
 const U32_MAX = 0xffffffff;
 const FLAG_ENCRYPTED = 0x0001;
+const FLAG_DATA_DESCRIPTOR = 0x0008;
 const METHOD_STORED = 0;
+/** Bytes per read when a record is streamed through the checksum before a partial read. */
+const CHECKSUM_CHUNK_BYTES = 16 << 20;
 
 export interface ZipRecord {
   readonly name: string;
@@ -42,12 +56,18 @@ export interface ZipRecord {
   readonly size: number;
   /** Position of the record's local header in the archive. */
   readonly headerOffset: number;
+  /** The CRC-32 of the data, as the central directory states it (0: not recorded). */
+  readonly crc32: number;
+  /** Where the next record's local header (or the central directory) begins: the record ends before it. */
+  readonly limit: number;
 }
 
 export class ZipArchive {
   #closed = false;
-  /** Local headers are read on first use; their extra fields (alignment padding) vary. */
+  /** Local headers are read and checked on first use; their extra fields (alignment padding) vary. */
   readonly #dataOffsets = new Map<string, Promise<number>>();
+  /** Records whose whole data has been checked against its CRC-32. */
+  readonly #verified = new Map<string, Promise<void>>();
 
   private constructor(
     /** The file path or the label of an in-memory archive; every error starts with it. */
@@ -55,6 +75,7 @@ export class ZipArchive {
     private readonly source: ByteSource,
     /** In central-directory order. */
     readonly records: ReadonlyMap<string, ZipRecord>,
+    private readonly checksum: Crc32,
   ) {}
 
   static async open(path: string): Promise<ZipArchive> {
@@ -73,7 +94,7 @@ export class ZipArchive {
 
   static async fromSource(source: ByteSource, label: string): Promise<ZipArchive> {
     const records = await readCentralDirectory(source, label);
-    return new ZipArchive(label, source, records);
+    return new ZipArchive(label, source, records, await loadCrc32());
   }
 
   has(name: string): boolean {
@@ -91,7 +112,7 @@ export class ZipArchive {
     return this.readRange(name, 0, this.record(name).size);
   }
 
-  /** `length` bytes of the record starting `offset` bytes into its data. */
+  /** `length` bytes of the record starting `offset` bytes into its data, from a record whose CRC-32 holds. */
   async readRange(name: string, offset: number, length: number): Promise<Uint8Array<ArrayBuffer>> {
     const record = this.record(name);
     if (this.#closed) throw new ZipError(`${this.label}: cannot read record '${name}': the archive is closed`);
@@ -101,12 +122,15 @@ export class ZipArchive {
           `which holds ${record.size}`,
       );
     }
-    let dataOffset = this.#dataOffsets.get(name);
-    if (!dataOffset) {
-      dataOffset = this.locateData(record);
-      this.#dataOffsets.set(name, dataOffset);
+    const dataOffset = await this.dataOffset(record);
+    const whole = offset === 0 && length === record.size;
+    if (!whole) await this.verifyOnce(record, dataOffset);
+    const bytes = await readExactly(this.source, this.label, dataOffset + offset, length, ZipError);
+    if (whole && !this.#verified.has(name)) {
+      this.checkCrc(record, this.checksum(bytes));
+      this.#verified.set(name, Promise.resolve());
     }
-    return readExactly(this.source, this.label, (await dataOffset) + offset, length, ZipError);
+    return bytes;
   }
 
   async close(): Promise<void> {
@@ -115,10 +139,47 @@ export class ZipArchive {
     await this.source.close();
   }
 
+  private dataOffset(record: ZipRecord): Promise<number> {
+    let offset = this.#dataOffsets.get(record.name);
+    if (!offset) {
+      offset = this.locateData(record);
+      this.#dataOffsets.set(record.name, offset);
+    }
+    return offset;
+  }
+
+  /** Streams the record through the checksum once, in bounded chunks, before parts of it are used. */
+  private verifyOnce(record: ZipRecord, dataOffset: number): Promise<void> {
+    let verified = this.#verified.get(record.name);
+    if (!verified) {
+      verified = (async () => {
+        let crc = 0;
+        for (let done = 0; done < record.size; done += CHECKSUM_CHUNK_BYTES) {
+          const length = Math.min(CHECKSUM_CHUNK_BYTES, record.size - done);
+          crc = this.checksum(await readExactly(this.source, this.label, dataOffset + done, length, ZipError), crc);
+        }
+        this.checkCrc(record, crc);
+      })();
+      this.#verified.set(record.name, verified);
+    }
+    return verified;
+  }
+
+  private checkCrc(record: ZipRecord, actual: number): void {
+    if (record.crc32 === 0 && record.size > 0) return;
+    if (actual !== record.crc32) {
+      throw new ZipError(
+        `${this.label}: record '${record.name}': its data has CRC-32 ${hex32(actual)}, the central directory ` +
+          `says ${hex32(record.crc32)} (the file is corrupt)`,
+      );
+    }
+  }
+
+  /** Reads the local header, checks it against the central directory, and returns where the data starts. */
   private async locateData(record: ZipRecord): Promise<number> {
     const where = `${this.label}: record '${record.name}' (local header at byte ${record.headerOffset})`;
-    if (record.headerOffset + LOCAL_HEADER_BYTES > this.source.size) {
-      throw new ZipError(`${where}: the header lies past the end of the ${this.source.size}-byte file`);
+    if (record.headerOffset + LOCAL_HEADER_BYTES > record.limit) {
+      throw new ZipError(`${where}: the header runs past byte ${record.limit}, where the next record or the directory begins`);
     }
     const header = view(
       await readExactly(this.source, this.label, record.headerOffset, LOCAL_HEADER_BYTES, ZipError),
@@ -126,21 +187,81 @@ export class ZipArchive {
     if (header.getUint32(0, true) !== LOCAL_FILE_HEADER) {
       throw new ZipError(`${where}: no local file header signature there`);
     }
+    const flags = header.getUint16(6, true);
+    const method = header.getUint16(8, true);
+    const crc = header.getUint32(14, true);
+    const compressedSize = header.getUint32(18, true);
+    const size = header.getUint32(22, true);
     const nameLength = header.getUint16(26, true);
     const extraLength = header.getUint16(28, true);
     const nameOffset = record.headerOffset + LOCAL_HEADER_BYTES;
-    const nameBytes = await readExactly(this.source, this.label, nameOffset, nameLength, ZipError);
-    if (decodeName(nameBytes) !== record.name) {
-      throw new ZipError(`${where}: the local header names '${decodeName(nameBytes)}' instead`);
-    }
-    const dataOffset = record.headerOffset + LOCAL_HEADER_BYTES + nameLength + extraLength;
-    if (dataOffset + record.size > this.source.size) {
+    const dataOffset = nameOffset + nameLength + extraLength;
+    if (dataOffset + record.size > record.limit) {
       throw new ZipError(
-        `${where}: its ${record.size} bytes of data at byte ${dataOffset} run past the end of the ` +
-          `${this.source.size}-byte file (truncated?)`,
+        `${where}: its ${record.size} bytes of data at byte ${dataOffset} run past byte ${record.limit}, where ` +
+          `the next record, the directory or the end of the file is (truncated, or a wrong length field?)`,
       );
     }
+    const nameAndExtra = await readExactly(this.source, this.label, nameOffset, nameLength + extraLength, ZipError);
+    const localName = decodeName(nameAndExtra.subarray(0, nameLength));
+    if (localName !== record.name) throw new ZipError(`${where}: the local header names '${localName}' instead`);
+    if (method !== METHOD_STORED || (flags & FLAG_ENCRYPTED) !== 0) {
+      throw new ZipError(
+        `${where}: method ${method}${flags & FLAG_ENCRYPTED ? ', encrypted,' : ''} where the central directory ` +
+          `says stored (method 0)`,
+      );
+    }
+    checkExtraFields(view(nameAndExtra), nameLength, nameAndExtra.length, `${where}: local extra field`);
+
+    // Without a data descriptor the local header states CRC and sizes; with one (PyTorch) it may
+    // leave them 0, and the descriptor after the data holds them.
+    const stated = (value: number, expected: number): boolean =>
+      value === expected || value === U32_MAX || (value === 0 && (flags & FLAG_DATA_DESCRIPTOR) !== 0);
+    if (!stated(crc, record.crc32) || !stated(compressedSize, record.size) || !stated(size, record.size)) {
+      throw new ZipError(
+        `${where}: the local header states CRC-32 ${hex32(crc)} and ${size} bytes, the central directory ` +
+          `${hex32(record.crc32)} and ${record.size} bytes`,
+      );
+    }
+    if (flags & FLAG_DATA_DESCRIPTOR) await this.checkDataDescriptor(record, dataOffset + record.size, where);
     return dataOffset;
+  }
+
+  /** `[signature] crc32 compressedSize size`, sizes 4 bytes each, or 8 in ZIP64 archives. */
+  private async checkDataDescriptor(record: ZipRecord, at: number, where: string): Promise<void> {
+    const available = Math.min(MAX_DATA_DESCRIPTOR_BYTES, record.limit - at);
+    const bytes = view(await readExactly(this.source, this.label, at, available, ZipError));
+    const matches = (start: number, sizeBytes: 4 | 8): boolean => {
+      if (start + 4 + 2 * sizeBytes > available) return false;
+      const readSize = (offset: number): number =>
+        sizeBytes === 4 ? bytes.getUint32(offset, true) : Number(bytes.getBigUint64(offset, true));
+      return (
+        bytes.getUint32(start, true) === record.crc32 &&
+        readSize(start + 4) === record.size &&
+        readSize(start + 4 + sizeBytes) === record.size
+      );
+    };
+    const signed = available >= 4 && bytes.getUint32(0, true) === DATA_DESCRIPTOR;
+    const starts = signed ? [4, 0] : [0];
+    if (!starts.some((start) => matches(start, 4) || matches(start, 8))) {
+      throw new ZipError(
+        `${where}: no data descriptor with CRC-32 ${hex32(record.crc32)} and size ${record.size} at byte ${at}, ` +
+          `right after the data (a wrong length field shifts the data)`,
+      );
+    }
+  }
+}
+
+/** Extra fields are `(id: u16, length: u16, data)` blocks that must fill the extra area exactly. */
+function checkExtraFields(data: DataView, start: number, end: number, where: string): void {
+  let field = start;
+  while (field < end) {
+    if (field + 4 > end) throw new ZipError(`${where}: ${end - field} stray bytes after the last block`);
+    const length = data.getUint16(field + 2, true);
+    if (field + 4 + length > end) {
+      throw new ZipError(`${where}: block 0x${hex(data.getUint16(field, true))} of ${length} bytes overruns the area`);
+    }
+    field += 4 + length;
   }
 }
 
@@ -158,9 +279,16 @@ async function readCentralDirectory(source: ByteSource, label: string): Promise<
         `the end of the ${source.size}-byte file`,
     );
   }
+  if (location.entries * CENTRAL_HEADER_BYTES > location.size) {
+    throw new ZipError(
+      `${label}: the end record promises ${location.entries} entries, more than a ${location.size}-byte ` +
+        `central directory can hold`,
+    );
+  }
   const directory = await readExactly(source, label, location.offset, location.size, ZipError);
   const data = view(directory);
-  const records = new Map<string, ZipRecord>();
+  const entries: Omit<ZipRecord, 'limit'>[] = [];
+  const names = new Set<string>();
   let position = 0;
   for (let index = 0; index < location.entries; index++) {
     const at = `${label}: central directory entry ${index} (byte ${location.offset + position})`;
@@ -169,6 +297,7 @@ async function readCentralDirectory(source: ByteSource, label: string): Promise<
     }
     const flags = data.getUint16(position + 8, true);
     const method = data.getUint16(position + 10, true);
+    const crc32 = data.getUint32(position + 16, true);
     const compressedSize32 = data.getUint32(position + 20, true);
     const size32 = data.getUint32(position + 24, true);
     const nameLength = data.getUint16(position + 28, true);
@@ -183,6 +312,7 @@ async function readCentralDirectory(source: ByteSource, label: string): Promise<
     const name = decodeName(directory.subarray(nameStart, extraStart));
     const where = `${label}: record '${name}' (central directory byte ${location.offset + position})`;
 
+    checkExtraFields(data, extraStart, extraStart + extraLength, `${where}: extra field`);
     const zip64 = new Zip64Fields(data, extraStart, extraLength, where);
     const size = size32 === U32_MAX ? zip64.next('uncompressed size') : size32;
     const compressedSize = compressedSize32 === U32_MAX ? zip64.next('compressed size') : compressedSize32;
@@ -199,11 +329,29 @@ async function readCentralDirectory(source: ByteSource, label: string): Promise<
       throw new ZipError(`${where}: a stored record must have equal sizes, got ${compressedSize} and ${size}`);
     }
     if (disk !== 0) throw new ZipError(`${where}: starts on disk ${disk}; split archives are not supported`);
-    if (records.has(name)) throw new ZipError(`${where}: a second record with this name`);
-    records.set(name, Object.freeze({ name, size, headerOffset }));
+    if (names.has(name)) throw new ZipError(`${where}: a second record with this name`);
+    if (headerOffset >= location.offset) {
+      throw new ZipError(`${where}: its local header offset ${headerOffset} is not before the central directory`);
+    }
+    names.add(name);
+    entries.push({ name, size, headerOffset, crc32 });
     position = next;
   }
-  return records;
+  return withLimits(entries, location.offset, label);
+}
+
+/** Each record's data must end before the next local header (by offset) or the central directory. */
+function withLimits(entries: readonly Omit<ZipRecord, 'limit'>[], directoryOffset: number, label: string): Map<string, ZipRecord> {
+  const byOffset = [...entries].sort((a, b) => a.headerOffset - b.headerOffset);
+  const limits = new Map<string, number>();
+  byOffset.forEach((entry, i) => {
+    const next = byOffset[i + 1];
+    if (next && next.headerOffset === entry.headerOffset) {
+      throw new ZipError(`${label}: records '${entry.name}' and '${next.name}' share the local header at byte ${entry.headerOffset}`);
+    }
+    limits.set(entry.name, next ? next.headerOffset : directoryOffset);
+  });
+  return new Map(entries.map((entry) => [entry.name, Object.freeze({ ...entry, limit: limits.get(entry.name)! })]));
 }
 
 /** Reads the values a ZIP64 extra field holds, in the order the format lists them. */
@@ -217,11 +365,11 @@ class Zip64Fields {
     extraLength: number,
     private readonly where: string,
   ) {
+    // The blocks have been checked to fill the extra area exactly (checkExtraFields).
     const extraEnd = extraStart + extraLength;
-    for (let field = extraStart; field + 4 <= extraEnd; ) {
+    for (let field = extraStart; field < extraEnd; ) {
       const id = data.getUint16(field, true);
       const length = data.getUint16(field + 2, true);
-      if (field + 4 + length > extraEnd) throw new ZipError(`${where}: extra field 0x${hex(id)} overruns the entry`);
       if (id === ZIP64_EXTRA_FIELD) {
         this.#position = field + 4;
         this.#end = field + 4 + length;
@@ -337,6 +485,10 @@ function view(bytes: Uint8Array): DataView {
 
 function hex(value: number): string {
   return value.toString(16).padStart(4, '0');
+}
+
+function hex32(value: number): string {
+  return `0x${value.toString(16).padStart(8, '0')}`;
 }
 
 /** PyTorch writes ASCII record names; UTF-8 covers the general-purpose flag's bit 11 as well. */

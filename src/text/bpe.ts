@@ -206,34 +206,117 @@ export class OfaTokenizer {
     return ids;
   }
 
-  /** GPT-2's merge loop: repeatedly merge every occurrence of the lowest-ranked adjacent pair. */
+  /**
+   * GPT-2's merge loop: repeatedly find the lowest-ranked adjacent pair and merge all its
+   * occurrences, left to right. Rescanning the word for every merge is quadratic in its length
+   * (a 30,000-letter pre-token would take seconds), so the pairs wait in a heap ordered by rank
+   * and position, over a linked list of the word's symbols: each merge costs O(log n).
+   *
+   * It yields GPT-2's tokens exactly: all occurrences of one rank are merged before any pair a
+   * merge creates is considered (those wait in `created` until the rank is done, as GPT-2
+   * recomputes its pairs only after a full pass), in left-to-right order, skipping an occurrence
+   * that an earlier merge took a symbol of ("aaa" → "aa a").
+   */
   private applyMerges(byteChars: string): string[] {
-    let parts = Array.from(byteChars);
-    while (parts.length > 1) {
-      let bestRank = Infinity;
-      let bestLeft = '';
-      let bestRight = '';
-      for (let i = 0; i + 1 < parts.length; i++) {
-        const rank = this.mergeRank.get(`${parts[i]} ${parts[i + 1]}`);
-        if (rank !== undefined && rank < bestRank) {
-          bestRank = rank;
-          bestLeft = parts[i]!;
-          bestRight = parts[i + 1]!;
-        }
-      }
-      if (bestRank === Infinity) break;
-      const merged: string[] = [];
-      for (let i = 0; i < parts.length; i++) {
-        if (i + 1 < parts.length && parts[i] === bestLeft && parts[i + 1] === bestRight) {
-          merged.push(bestLeft + bestRight);
-          i++;
-        } else {
-          merged.push(parts[i]!);
-        }
-      }
-      parts = merged;
+    const symbols = Array.from(byteChars);
+    const count = symbols.length;
+    const next = Int32Array.from({ length: count }, (_, i) => (i + 1 < count ? i + 1 : -1));
+    const previous = Int32Array.from({ length: count }, (_, i) => i - 1);
+    /** Bumped whenever a symbol changes or is merged away, which makes its queued pairs stale. */
+    const version = new Uint32Array(count);
+    const queue = new MinHeap<MergeCandidate>((a, b) => a.rank - b.rank || a.left - b.left);
+    const candidate = (left: number, right: number): MergeCandidate | undefined => {
+      const rank = this.mergeRank.get(`${symbols[left]} ${symbols[right]}`);
+      if (rank === undefined) return undefined;
+      return { rank, left, right, leftVersion: version[left]!, rightVersion: version[right]! };
+    };
+    const isCurrent = (c: MergeCandidate): boolean =>
+      next[c.left] === c.right && version[c.left] === c.leftVersion && version[c.right] === c.rightVersion;
+
+    for (let i = 0; i + 1 < count; i++) {
+      const pair = candidate(i, i + 1);
+      if (pair) queue.push(pair);
     }
-    return parts;
+    const created: MergeCandidate[] = [];
+    while (queue.size > 0) {
+      const rank = queue.peek()!.rank;
+      while (queue.size > 0 && queue.peek()!.rank === rank) {
+        const pair = queue.pop()!;
+        if (!isCurrent(pair)) continue;
+        const { left, right } = pair;
+        symbols[left] += symbols[right]!;
+        version[left]!++;
+        version[right]!++;
+        next[left] = next[right]!;
+        if (next[left]! >= 0) previous[next[left]!] = left;
+        next[right] = -2; // merged away: no longer in the list
+        const before = previous[left]!;
+        const after = next[left]!;
+        const leftPair = before >= 0 ? candidate(before, left) : undefined;
+        const rightPair = after >= 0 ? candidate(left, after) : undefined;
+        if (leftPair) created.push(leftPair);
+        if (rightPair) created.push(rightPair);
+      }
+      for (const pair of created) queue.push(pair);
+      created.length = 0;
+    }
+    const tokens: string[] = [];
+    for (let i = 0; i >= 0; i = next[i]!) tokens.push(symbols[i]!);
+    return tokens;
+  }
+}
+
+interface MergeCandidate {
+  rank: number;
+  /** Index of the pair's left symbol in the word (symbols keep their index as they grow). */
+  left: number;
+  right: number;
+  leftVersion: number;
+  rightVersion: number;
+}
+
+/** A binary min-heap. */
+class MinHeap<T> {
+  private readonly items: T[] = [];
+
+  constructor(private readonly before: (a: T, b: T) => number) {}
+
+  get size(): number {
+    return this.items.length;
+  }
+
+  peek(): T | undefined {
+    return this.items[0];
+  }
+
+  push(item: T): void {
+    const items = this.items;
+    let i = items.push(item) - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (this.before(items[parent]!, item) <= 0) break;
+      items[i] = items[parent]!;
+      i = parent;
+    }
+    items[i] = item;
+  }
+
+  pop(): T | undefined {
+    const items = this.items;
+    const top = items[0];
+    const last = items.pop();
+    if (items.length === 0 || last === undefined) return top;
+    let i = 0;
+    for (;;) {
+      let child = 2 * i + 1;
+      if (child >= items.length) break;
+      if (child + 1 < items.length && this.before(items[child + 1]!, items[child]!) < 0) child++;
+      if (this.before(last, items[child]!) <= 0) break;
+      items[i] = items[child]!;
+      i = child;
+    }
+    items[i] = last;
+    return top;
   }
 }
 

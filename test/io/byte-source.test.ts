@@ -57,6 +57,13 @@ describe('readExactly', () => {
     await expect(readExactly(source, 'w.bin', -1, 2)).rejects.toThrow('w.bin: bytes -1..1 lie outside');
   });
 
+  it('refuses, before reading, more bytes than one buffer holds', async () => {
+    const huge: ByteSource = { size: 2 ** 40, readAt: () => Promise.reject(new Error('not reached')), close: async () => {} };
+    await expect(readExactly(huge, 'big.bin', 0, 2 ** 32, CustomError)).rejects.toThrow(
+      new CustomError('big.bin: bytes 0..4294967296 are more than one buffer holds (4294967295)'),
+    );
+  });
+
   it('throws the error class it is given', async () => {
     await expect(readExactly(source, 'w', 9, 2, CustomError)).rejects.toBeInstanceOf(CustomError);
     await expect(readExactly(source, 'w', 9, 2)).rejects.toBeInstanceOf(Error);

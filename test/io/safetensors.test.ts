@@ -252,6 +252,21 @@ describe('malformed files', () => {
     expect(await openError(rawFile('[1, 2]'))).toMatch(/header must be a JSON object, got \[1,2\]/);
   });
 
+  it('refuses a header nested too deep before parsing or printing it', async () => {
+    const deep = `{"a": ${'['.repeat(4200)}${']'.repeat(4200)}}`;
+    expect(await openError(rawFile(deep))).toMatch(/header nests arrays and objects more than 128 deep \(at byte 141\)/);
+    // Brackets inside strings do not count.
+    const quoted = { __metadata__: { note: '['.repeat(500) } };
+    await expect(SafetensorsFile.fromBytes(rawFile(quoted), 'ok.safetensors')).resolves.toBeInstanceOf(SafetensorsFile);
+  });
+
+  it('keeps shapes of many dimensions cheap to check and short to print', async () => {
+    const shape = new Array<number>(100_000).fill(2 ** 40);
+    expect(await openError(rawFile({ w: { dtype: 'F32', shape, data_offsets: [0, 4] } }, 4))).toMatch(
+      /tensor 'w': shape \[(1099511627776, ){8}… \(100000 dimensions\)\] of F32 needs more than 2\^64 bytes/,
+    );
+  });
+
   it('rejects entries with missing or invalid fields', async () => {
     expect(await openError(rawFile({ w: 3 }))).toMatch(/tensor 'w': entry must be an object, got 3/);
     expect(await openError(rawFile({ w: { dtype: 'F32', shape: [1] } }, 4))).toMatch(
@@ -347,6 +362,22 @@ describe('reading tensors', () => {
         "'encoder.layers.0.fc1.weight', 'encoder.layers.1.fc1.weight'",
     );
     await expect(file.readFloat32('zzz')).rejects.toThrow("r.safetensors: no tensor named 'zzz' (the file has 3 tensors)");
+  });
+
+  it('bounds the work of a close-name hint: huge names get none, many names a bounded search', async () => {
+    const long = 'w'.repeat(50_000);
+    const entries = Array.from({ length: 1000 }, (_, i) => ({
+      name: `${long}${i}`,
+      dtype: 'F32' as const,
+      shape: [0],
+      data: new Float32Array(0),
+    }));
+    const file = await fileOf(entries);
+    expect(() => file.info(`${long}x`)).toThrow(/no tensor named 'w+x' \(the file has 1000 tensors\)/);
+    const many = await fileOf(
+      Array.from({ length: 20_000 }, (_, i) => ({ name: `layer.${i}.weight`, dtype: 'F32' as const, shape: [0], data: new Float32Array(0) })),
+    );
+    expect(() => many.info('layer.7.weights')).toThrow(/close names: 'layer\.7\.weight'/);
   });
 
   it('refuses to read a tensor as the wrong kind', async () => {
@@ -450,6 +481,34 @@ describe('writeSafetensors', () => {
     await expect(
       writeSafetensors(path, [{ name: 'w', dtype: 'F16', shape: [4], data: new Uint16Array(3) }]),
     ).rejects.toThrow("tensor 'w': shape [4] of F16 needs 8 bytes, but the data has 6");
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('writes lazy entries one at a time, in file order, creating missing folders', async () => {
+    const path = join(dir, 'new', 'folder', 'out.safetensors');
+    const reads: string[] = [];
+    const lazy = everyDType.map(({ name, dtype, shape, data }) => ({
+      name,
+      dtype,
+      shape,
+      read: async () => {
+        reads.push(name);
+        return data;
+      },
+    }));
+    const progress: number[] = [];
+    await writeSafetensors(path, lazy, { source: 'test' }, { onProgress: ({ writtenBytes }) => progress.push(writtenBytes) });
+    const written = new Uint8Array(await readFile(path));
+    expect(written).toEqual(encodeSafetensors(everyDType, { source: 'test' }));
+    const file = await SafetensorsFile.fromBytes(written, 'out.safetensors');
+    expect(reads).toEqual([...file.tensors.keys()]);
+    expect(progress.at(-1)).toBe(written.length);
+  });
+
+  it('leaves nothing behind when a lazy entry reads the wrong number of bytes', async () => {
+    const path = join(dir, 'out.safetensors');
+    const entry = { name: 'w', dtype: 'F32' as const, shape: [2], read: async () => new Float32Array(3) };
+    await expect(writeSafetensors(path, [entry])).rejects.toThrow("tensor 'w': shape [2] of F32 needs 8 bytes, but the data has 12");
     expect(await readdir(dir)).toEqual([]);
   });
 

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { unpickle, type PickleValue } from '../../src/io/pickle.js';
+import { NumpyArray, PythonObject, unpickle, type PickleValue } from '../../src/io/pickle.js';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
 import {
   Namespace,
@@ -10,6 +10,7 @@ import {
   TorchCheckpoint,
   TorchStorage,
   TorchTensor,
+  TorchTensorError,
   loadTorchCheckpoint,
   readTorchCheckpoint,
 } from '../../src/io/torch-checkpoint.js';
@@ -33,6 +34,21 @@ function tensorOf(model: OrderedDict, name: string): TorchTensor {
   if (!(tensor instanceof TorchTensor)) throw new Error(`${name} is not a tensor`);
   return tensor;
 }
+
+const NUMPY_PICKLE_HEX =
+  '80027d710028580200000066387101636e756d70792e5f636f72652e6d756c746961727261790a7363616c61720a7102636e756d70790a' +
+  '64747970650a71035802000000663871048988877105527106284b0358010000003c71074e4e4e4affffffff4affffffff4b007471086263' +
+  '5f636f646563730a656e636f64650a71095809000000000000000000c3b83f710a58060000006c6174696e31710b86710c52710d86710e52' +
+  '710f580200000069387110680268035802000000693871118988877112527113284b0368074e4e4e4affffffff4affffffff4b0074711462' +
+  '68095810000000c3b9c3bfc3bfc3bfc3bfc3bfc3bfc3bf7115680b867116527117867118527119580400000066346265711a680268035802' +
+  '0000006634711b898887711c52711d284b0368074e4e4e4affffffff4affffffff4b0074711e626809580400000000002040711f680b8671' +
+  '205271218671225271235801000000627124680268035802000000623171258988877126527127284b0358010000007c71284e4e4e4affff' +
+  'ffff4affffffff4b00747129626809580100000001712a680b86712b52712c86712d52712e5803000000617272712f636e756d70792e5f63' +
+  '6f72652e6d756c746961727261790a5f7265636f6e7374727563740a7130636e756d70790a6e6461727261790a71314b0085713268095801' +
+  '000000627133680b867134527135877136527137284b014b024b038671386803580200000069347139898887713a52713b284b0368074e4e' +
+  '4e4affffffff4affffffff4b0074713c628968095818000000000000000100000002000000030000000400000005000000713d680b86713e' +
+  '52713f74714062580400000068616c667141680268035802000000663271428988877143527144284b0368074e4e4e4affffffff4affffff' +
+  'ff4b00747145626809580200000000387146680b86714752714886714952714a752e';
 
 function pickleBytes(...parts: (string | number[])[]): Uint8Array {
   const bytes: number[] = [];
@@ -108,6 +124,51 @@ describe.each([
   });
 });
 
+describe.each([
+  ['zip', fixture('fairseq-1gpu.pt')],
+  ['legacy', fixture('fairseq-1gpu-legacy.pt')],
+] as const)('a single-GPU fairseq checkpoint (%s format)', (format, path) => {
+  let checkpoint: TorchCheckpoint;
+  beforeAll(async () => {
+    checkpoint = await loadTorchCheckpoint(path);
+  });
+  afterAll(() => checkpoint.close());
+
+  it('loads, with its numpy float64 scores decoded as numbers', () => {
+    expect(checkpoint.format).toBe(format);
+    const root = checkpoint.root as Map<PickleValue, PickleValue>;
+    const extra = root.get('extra_state') as Map<PickleValue, PickleValue>;
+    expect(extra.get('val_loss')).toBe(1.297);
+    expect(extra.get('best')).toBe(1.297);
+    const history = root.get('optimizer_history') as Map<PickleValue, PickleValue>[];
+    const bests = history.map((entry) => (entry.get('lr_scheduler_state') as Map<PickleValue, PickleValue>).get('best'));
+    expect(bests).toEqual([null, 1.163, 1.263]);
+  });
+
+  it("reads the architecture from cfg['model'], an argparse Namespace", () => {
+    const cfg = (checkpoint.root as Map<PickleValue, PickleValue>).get('cfg') as Map<PickleValue, PickleValue>;
+    const model = cfg.get('model') as Namespace;
+    expect(model).toBeInstanceOf(Namespace);
+    expect([model['arch'], model['encoder_embed_dim'], model['resnet_type'], model['patch_image_size']]).toEqual([
+      'ofa_tiny',
+      256,
+      'resnet50',
+      480,
+    ]);
+  });
+
+  it('reads every tensor of model', async () => {
+    const model = modelOf(checkpoint);
+    expect(model.size).toBe(24);
+    const embedding = tensorOf(model, 'encoder.embed_tokens.weight');
+    expect(embedding.shape).toEqual([1000, 256]);
+    for (const name of model.keys()) {
+      const tensor = tensorOf(model, name as string);
+      expect((await tensor.contiguousBytes()).length, name as string).toBe(tensor.byteLength);
+    }
+  });
+});
+
 /**
  * The same archive with its directory rewritten the way archives beyond 4 GiB must be: every
  * size, offset and count in the 32-bit fields is 0xffffffff / 0xffff, the real values live in
@@ -121,11 +182,12 @@ async function withZip64Fields(bytes: Uint8Array): Promise<Uint8Array> {
   const directoryStart = Buffer.from(bytes).indexOf(Buffer.from([0x50, 0x4b, 0x01, 0x02]), lastHeader);
   const parts: Uint8Array[] = [bytes.subarray(0, directoryStart)];
   let directorySize = 0;
-  for (const { name, size, headerOffset } of records) {
+  for (const { name, size, headerOffset, crc32 } of records) {
     const nameBytes = new TextEncoder().encode(name);
     const entry = new DataView(new ArrayBuffer(46 + nameBytes.length + 28));
     entry.setUint32(0, 0x02014b50, true);
     entry.setUint16(6, 45, true); // version needed: ZIP64
+    entry.setUint32(16, crc32, true);
     entry.setUint32(20, 0xffffffff, true);
     entry.setUint32(24, 0xffffffff, true);
     entry.setUint16(28, nameBytes.length, true);
@@ -182,22 +244,67 @@ describe('readTorchCheckpoint from memory', () => {
 describe('unpickle', () => {
   const options = { label: 'test.pkl' };
 
-  it('refuses a global that is not on the allow-list, by name, without running anything', () => {
-    // os.system('ls'): GLOBAL, a one-tuple argument, REDUCE.
+  it('keeps a global outside the allow-list as an inert placeholder that names it and its arguments', () => {
+    // os.system('ls'): GLOBAL, a one-tuple argument, REDUCE. Nothing is imported or called.
     const evil = pickleBytes([0x80, 2], 'cos\nsystem\n', 'X', [2, 0, 0, 0], 'ls', [0x85], 'R.');
-    expect(() => unpickle(evil, options)).toThrow(
-      "test.pkl: refusing to load global 'os.system' (not on the allow-list) at byte offset 2",
-    );
-    // Protocol 4 spells it STACK_GLOBAL.
-    const stacked = pickleBytes([0x80, 4, 0x8c, 8], 'builtins', [0x8c, 4], 'eval', [0x93], '.');
-    expect(() => unpickle(stacked, options)).toThrow("refusing to load global 'builtins.eval' (not on the allow-list)");
+    const { value } = unpickle(evil, options);
+    expect(value).toBeInstanceOf(PythonObject);
+    expect(String(value)).toBe("os.system('ls')");
+    // Protocol 4 spells the global STACK_GLOBAL; a placeholder called again stays a placeholder.
+    const stacked = pickleBytes([0x80, 4, 0x8c, 8], 'builtins', [0x8c, 4], 'eval', [0x93], 'K', [1], [0x85], 'R)R.');
+    expect(String(unpickle(stacked, options).value)).toBe('builtins.eval()');
+    // NEWOBJ and BUILD on a placeholder record the state without interpreting it.
+    const built = pickleBytes([0x80, 2], 'csubprocess\nPopen\n)', [0x81], '}X', [1, 0, 0, 0], 'aK', [2], 'sb.');
+    const popen = unpickle(built, options).value as PythonObject;
+    expect(popen.className).toBe('subprocess.Popen');
+    expect(popen.state).toEqual(new Map([['a', 2]]));
   });
 
-  it('refuses a forbidden global inside a checkpoint file', async () => {
-    const evil = pickleBytes([0x80, 2], 'cposix\nsystem\n', 'X', [2, 0, 0, 0], 'ls', [0x85], 'R.');
-    await expect(readTorchCheckpoint(evil, 'evil.pt')).rejects.toThrow(
-      "refusing to load global 'posix.system' (not on the allow-list)",
+  it('abbreviates long and deep placeholder arguments in messages', () => {
+    // os.system(('x' * 100, [[[[1]]]], 1, 2, 3, 4))
+    const bytes = pickleBytes(
+      [0x80, 2], 'cos\nsystem\n(',
+      'X', [100, 0, 0, 0], 'x'.repeat(100),
+      ']]]]K', [1], 'aaaa',
+      'K', [1], 'K', [2], 'K', [3], 'K', [4],
+      'tR.',
     );
+    expect(String(unpickle(bytes, options).value)).toBe(`os.system('${'x'.repeat(40)}…', […], 1, 2, …)`);
+  });
+
+  it('decodes numpy scalars and arrays as data', () => {
+    // pickle.dumps({'f8': np.float64(1.5), 'i8': np.int64(-7), 'f4be': np.float32(2.5), 'b': np.bool_(True),
+    //               'arr': np.arange(6, dtype='<i4').reshape(2, 3), 'half': np.float16(0.5)}, protocol=2), numpy 2.
+    const bytes = Buffer.from(NUMPY_PICKLE_HEX, 'hex');
+    const value = unpickle(bytes, options).value as Map<string, PickleValue>;
+    expect(value.get('f8')).toBe(1.5);
+    expect(value.get('i8')).toBe(-7);
+    expect(value.get('f4be')).toBe(2.5);
+    expect(value.get('b')).toBe(true);
+    expect(value.get('half')).toBe(0.5);
+    const array = value.get('arr') as NumpyArray;
+    expect(array).toBeInstanceOf(NumpyArray);
+    expect(array.shape).toEqual([2, 3]);
+    expect(array.dtype?.type).toBe('i4');
+    expect([...new Int32Array((array.data as Uint8Array).slice().buffer)]).toEqual([0, 1, 2, 3, 4, 5]);
+  });
+
+  it('sets a Namespace from a (dict, slots) BUILD state', () => {
+    const bytes = pickleBytes([0x80, 2], 'cargparse\nNamespace\n)', [0x81], '}X', [4, 0, 0, 0], 'arch', 'X', [8, 0, 0, 0], 'ofa_tiny', 's}', [0x86], 'b.');
+    expect({ ...(unpickle(bytes, options).value as Namespace) }).toEqual({ arch: 'ofa_tiny' });
+  });
+
+  it('appends long runs of items and decodes long integers in linear time', () => {
+    const count = 200_000;
+    const appends = pickleBytes([0x80, 2], '](', 'N'.repeat(count), 'e.');
+    expect((unpickle(appends, options).value as PickleValue[]).length).toBe(count);
+    // LONG4 of 100,000 bytes: 0xff… then 0x7f, i.e. 2^(8n − 1) − 1.
+    const n = 100_000;
+    const digits = new Uint8Array(n).fill(0xff);
+    digits[n - 1] = 0x7f;
+    const long4 = pickleBytes([0x80, 2, 0x8b], [0xa0, 0x86, 0x01, 0x00], [...digits], '.');
+    expect(unpickle(long4, options).value).toBe((1n << BigInt(8 * n - 1)) - 1n);
+    expect(unpickle(pickleBytes([0x80, 2, 0x8a, 3], [0, 0, 0x80], '.'), options).value).toBe(-(2 ** 23));
   });
 
   it('names an unknown opcode and its byte offset', () => {
@@ -290,9 +397,17 @@ describe('TorchTensor.contiguousBytes', () => {
     expect(values).toEqual(expected);
   });
 
-  it('expands a zero stride (a broadcast view) by repeating elements', async () => {
-    const tensor = new TorchTensor(int64Storage(3, true), 1, [2, 2], [0, 1]);
-    expect([...new BigInt64Array((await tensor.contiguousBytes()).buffer)]).toEqual([1n, 2n, 1n, 2n]);
+  it('refuses views that repeat elements (stride 0, overlaps) before allocating anything', async () => {
+    const broadcast = new TorchTensor(int64Storage(3, true), 1, [2, 2], [0, 1]);
+    await expect(broadcast.contiguousBytes()).rejects.toThrow(
+      "a tensor of size [2, 2], stride [0, 1] at storage offset 1 has 4 elements but covers 2 of storage 'k': " +
+        'it repeats elements (stride 0 or overlapping dimensions)',
+    );
+    // (2^40,) with stride 0 over 12 floats: refused at once, not after filling memory.
+    await expect(new TorchTensor(int64Storage(12, true), 0, [2 ** 40], [0]).contiguousBytes()).rejects.toThrow(
+      TorchTensorError,
+    );
+    expect(() => new TorchTensor(int64Storage(12, true), 0, [2 ** 30, 2 ** 30], [0, 0])).toThrow('beyond 2^53 elements');
   });
 });
 
@@ -304,14 +419,60 @@ describe('malformed files', () => {
     );
   });
 
-  it('reports a zip record whose local header lies past the end of the file', async () => {
+  it('reports a zip record whose local header lies past the central directory', async () => {
     const bytes = new Uint8Array(await readFile(ZIP_CHECKPOINT));
     // The central directory comes after the records, so the last occurrence of a name is its entry there.
     const entry = Buffer.from(bytes).lastIndexOf(Buffer.from('small/version')) - 46;
     new DataView(bytes.buffer).setUint32(entry + 42, bytes.length - 10, true); // local header offset
-    const archive = await ZipArchive.fromBytes(bytes, 'broken.pt');
-    await expect(archive.read('small/version')).rejects.toThrow(
-      `broken.pt: record 'small/version' (local header at byte ${bytes.length - 10}): the header lies past the end`,
+    await expect(ZipArchive.fromBytes(bytes, 'broken.pt')).rejects.toThrow(
+      new RegExp(`broken\\.pt: record 'small/version' .*: its local header offset ${bytes.length - 10} is not before the central directory`),
+    );
+  });
+
+  /** small.pt with one record's local header field changed, and the record's name. */
+  async function withLocalHeaderChange(name: string, change: (header: DataView) => void): Promise<Uint8Array> {
+    const bytes = new Uint8Array(await readFile(ZIP_CHECKPOINT));
+    const archive = await ZipArchive.fromBytes(bytes, 'small.pt');
+    const { headerOffset } = archive.record(name);
+    await archive.close();
+    change(new DataView(bytes.buffer, headerOffset, 30));
+    return bytes;
+  }
+
+  it('verifies CRC-32 for whole and partial reads of a record', async () => {
+    const bytes = new Uint8Array(await readFile(ZIP_CHECKPOINT));
+    const clean = await ZipArchive.fromBytes(bytes, 'small.pt');
+    const record = clean.record('small/data/3');
+    const first = (await clean.readRange('small/data/3', 0, 4))[0]!;
+    await clean.close();
+    const dataOffset = Buffer.from(bytes).indexOf(Buffer.from([first]), record.headerOffset + 30 + 'small/data/3'.length);
+    bytes[dataOffset + record.size - 1]! ^= 0x01; // the last byte of the record
+    for (const read of [
+      (archive: ZipArchive) => archive.read('small/data/3'),
+      (archive: ZipArchive) => archive.readRange('small/data/3', 0, 4),
+    ]) {
+      const archive = await ZipArchive.fromBytes(bytes, 'flipped.pt');
+      await expect(read(archive)).rejects.toThrow(
+        /flipped\.pt: record 'small\/data\/3': its data has CRC-32 0x[0-9a-f]{8}, the central directory says 0x[0-9a-f]{8}/,
+      );
+    }
+  });
+
+  it('refuses a local header whose extra length would shift the data', async () => {
+    for (const delta of [4, -4, 64]) {
+      const bytes = await withLocalHeaderChange('small/data/3', (header) => {
+        header.setUint16(28, header.getUint16(28, true) + delta, true);
+      });
+      const archive = await ZipArchive.fromBytes(bytes, 'shifted.pt');
+      await expect(archive.read('small/data/3')).rejects.toThrow(/shifted\.pt: record 'small\/data\/3' \(local header at byte \d+\): /);
+    }
+  });
+
+  it('refuses a local header that disagrees with the central directory', async () => {
+    const bytes = await withLocalHeaderChange('small/data/3', (header) => header.setUint16(8, 8, true));
+    const archive = await ZipArchive.fromBytes(bytes, 'deflated-locally.pt');
+    await expect(archive.read('small/data/3')).rejects.toThrow(
+      /local header at byte \d+\): method 8 where the central directory says stored \(method 0\)/,
     );
   });
 
