@@ -69,7 +69,7 @@ const model = await OfaModel.load(backend, fileURLToPath(new URL('../weights/ofa
 const tokenizer = await OfaTokenizer.load();
 const images: Float32Array[] = [];
 for (const name of ['photo-97x61.png', 'alpha-50x80.png', 'gray-33x33.png']) {
-  images.push(preprocessImage(await readFile(fixture(name)), SIZE, name).pixels);
+  images.push((await preprocessImage(await readFile(fixture(name)), SIZE, name)).pixels);
 }
 images.push(seededImage(1), seededImage(2));
 

@@ -106,11 +106,13 @@ export { Tensor, sameShape, shapeToString, sizeOf, type DType, type HostArray, t
 // ---- text and images ----------------------------------------------------------------------------
 export { OfaTokenizer, preCaption, BOS_ID, EOS_ID, PAD_ID, UNK_ID, type OfaTokenizerFiles } from './text/bpe.js';
 export {
+  DEFAULT_MAX_PIXELS,
   ImageDecodeError,
   decodeImage,
   preprocessImage,
   resizeBicubic,
   toModelInput,
+  type DecodeOptions,
   type RgbImage,
 } from './image/preprocess.js';
 

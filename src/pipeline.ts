@@ -28,7 +28,7 @@ import {
   type EntailmentAnswer,
   type EntailmentLabel,
 } from './generate/tasks.js';
-import { preprocessImage } from './image/preprocess.js';
+import { preprocessImage, resizeBicubic, type RgbImage, toModelInput } from './image/preprocess.js';
 import type { EncoderMode, OfaConfig } from './models/ofa/config.js';
 import type { EncoderOutput } from './models/ofa/encoder.js';
 import { OfaModel } from './models/ofa/model.js';
@@ -149,8 +149,11 @@ export function resolveExitSettings(settings: ExitSettings | false | undefined, 
   };
 }
 
-/** An image file's path, or the bytes of a PNG or JPEG. */
-export type ImageInput = string | Uint8Array;
+/**
+ * An image file's path, the bytes of a PNG, JPEG, WebP, GIF or BMP, or an image already decoded
+ * (by `decodeImage`, e.g. with another `maxPixels`, or from a canvas).
+ */
+export type ImageInput = string | Uint8Array | RgbImage;
 
 /** Wall-clock times of one request, in milliseconds. */
 export interface Timing {
@@ -540,20 +543,19 @@ export class OfaPipeline {
     exits?: ResolvedExitSettings,
   ): Promise<{ encoded: EncoderOutput; preprocessMs: number; encoderMs: number; encoderReports?: StreamReport[] }> {
     const start = performance.now();
-    let bytes: Uint8Array;
-    let label: string;
+    const size = this.imageSize;
+    let pixels: Float32Array;
     if (typeof image === 'string') {
       const { readFile } = await import('node:fs/promises');
-      label = image;
-      bytes = await readFile(image).catch((error: unknown) => {
+      const bytes = await readFile(image).catch((error: unknown) => {
         throw new Error(`image ${image}: ${fsReason(error)}`);
       });
+      pixels = (await preprocessImage(bytes, size, image)).pixels;
+    } else if (image instanceof Uint8Array) {
+      pixels = (await preprocessImage(image, size, 'image')).pixels;
     } else {
-      label = 'image';
-      bytes = image;
+      pixels = toModelInput(resizeBicubic(image, size, size));
     }
-    const size = this.imageSize;
-    const { pixels } = preprocessImage(bytes, size, label);
     const encodeStart = performance.now();
     const input = this.backend.upload(pixels, [1, 3, size, size], 'f32');
     try {

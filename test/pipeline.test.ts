@@ -155,7 +155,7 @@ describe('OfaPipeline (CPU)', () => {
   });
 
   it('step decoder: log-probabilities of the session logits, steps in order', async () => {
-    const { pixels } = preprocessImage(await readFile(IMAGE), SIDE, IMAGE);
+    const { pixels } = await preprocessImage(await readFile(IMAGE), SIDE, IMAGE);
     const input = backend.upload(pixels, [1, 3, SIDE, SIDE], 'f32');
     const prompt = pipeline.tokenizer.encodeWithSpecials(' what does the image describe?');
     const encoded = pipeline.model.encode(input, prompt);

@@ -4,9 +4,9 @@
  * (libImaging/Resample.c; Pillow 9.4 made the golden data) bit for bit, fixed-point arithmetic
  * included.
  */
-import { decodeImage, type RgbImage } from './decode.js';
+import { type DecodeOptions, decodeImage, type RgbImage } from './decode.js';
 
-export { decodeImage, ImageDecodeError, MAX_IMAGE_MEGAPIXELS, type RgbImage } from './decode.js';
+export { DEFAULT_MAX_PIXELS, type DecodeOptions, decodeImage, ImageDecodeError, type RgbImage } from './decode.js';
 
 const CHANNELS = 3;
 
@@ -174,17 +174,19 @@ export function toModelInput(img: RgbImage): Float32Array {
 }
 
 /**
- * The whole OFA pipeline for one image file: decode (PNG/JPEG), resize to `size`×`size` (aspect
- * ratio not kept, as OFA does), normalise. `resized` is the uint8 image the model input came from.
+ * The whole OFA pipeline for one image file: decode (PNG, JPEG, WebP, GIF, BMP), resize to
+ * `size`×`size` (aspect ratio not kept, as OFA does), normalise. `resized` is the uint8 image the
+ * model input came from.
  */
-export function preprocessImage(
+export async function preprocessImage(
   bytes: Uint8Array,
   size: number,
   label: string,
-): { pixels: Float32Array; resized: RgbImage } {
+  options?: DecodeOptions,
+): Promise<{ pixels: Float32Array; resized: RgbImage }> {
   if (!Number.isInteger(size) || size < 1) {
     throw new RangeError(`preprocessImage: size must be a positive integer, got ${size}`);
   }
-  const resized = resizeBicubic(decodeImage(bytes, label), size, size);
+  const resized = resizeBicubic(await decodeImage(bytes, label, options), size, size);
   return { pixels: toModelInput(resized), resized };
 }

@@ -1,0 +1,261 @@
+/**
+ * JPEG → 8-bit RGB exactly as Pillow 9.4 decodes it: Pillow uses libjpeg-turbo (islow integer
+ * IDCT, "fancy" interpolated chroma upsampling), and so do we, as WebAssembly (libjpeg-turbo's
+ * TurboJPEG API, `@cwasm/jpeg-turbo`'s WASI build, inlined in `wasm/libjpeg-turbo.wasm.ts`).
+ * Grey and YCbCr images come out as RGB from libjpeg-turbo itself; CMYK and YCCK images come out
+ * as CMYK, which Pillow reads as inverted (Adobe's convention, rawmode "CMYK;I") and converts
+ * with its own formula.
+ *
+ * Before any WebAssembly runs, a walk over the marker segments (proportional to the file) finds
+ * what libjpeg would only report after allocating the whole image: a size over the pixel limit,
+ * a file without image data or without its end (Pillow refuses both: "image file is truncated"),
+ * and scan data too short to hold the image it declares.
+ */
+import { checkImageSize, ImageDecodeError, type RgbImage } from './errors.js';
+import { LIBJPEG_TURBO_WASM } from './wasm/libjpeg-turbo.wasm.js';
+import { lazyWasmModule } from './wasm/load.js';
+
+const Marker = {
+  SOI: 0xd8,
+  EOI: 0xd9,
+  SOS: 0xda,
+  DHT: 0xc4,
+  JPG: 0xc8,
+  DAC: 0xcc,
+  RST0: 0xd0,
+  RST7: 0xd7,
+  TEM: 0x01,
+} as const;
+
+/** Frame types libjpeg-turbo decodes: baseline, extended and progressive, Huffman or arithmetic. */
+const SUPPORTED_FRAMES = new Map([
+  [0xc0, 'baseline'],
+  [0xc1, 'extended sequential'],
+  [0xc2, 'progressive'],
+  [0xc9, 'arithmetic sequential'],
+  [0xca, 'arithmetic progressive'],
+]);
+const HUFFMAN_FRAMES = new Set([0xc0, 0xc1, 0xc2]);
+
+const isStartOfFrame = (marker: number): boolean =>
+  marker >= 0xc0 && marker <= 0xcf && marker !== Marker.DHT && marker !== Marker.JPG && marker !== Marker.DAC;
+const hex = (marker: number): string => `0xFF${marker.toString(16).toUpperCase().padStart(2, '0')}`;
+
+interface JpegFrame {
+  width: number;
+  height: number;
+  /** Total 8×8 blocks over all components (each at its own sampled size). */
+  blocks: number;
+  huffman: boolean;
+}
+
+/** Parses a start-of-frame segment's payload (after the length field). */
+function readFrame(bytes: Uint8Array, marker: number, at: number, length: number, label: string): JpegFrame {
+  const kind = SUPPORTED_FRAMES.get(marker);
+  if (kind === undefined) {
+    throw new ImageDecodeError(label, `unsupported JPEG: frame type ${hex(marker)} at byte ${at} (lossless or hierarchical) is not supported`);
+  }
+  const body = at + 4;
+  const components = bytes[body + 5] ?? 0;
+  if (length < 8 || length !== 8 + 3 * components || components === 0) {
+    throw new ImageDecodeError(label, `corrupt JPEG: frame header at byte ${at} is ${length} bytes for ${components} components`);
+  }
+  const precision = bytes[body]!;
+  if (precision !== 8) throw new ImageDecodeError(label, `unsupported JPEG: ${precision}-bit samples (frame header at byte ${at}); only 8-bit JPEGs are supported`);
+  const height = (bytes[body + 1]! << 8) | bytes[body + 2]!;
+  const width = (bytes[body + 3]! << 8) | bytes[body + 4]!;
+  const sampling = Array.from({ length: components }, (_, c) => bytes[body + 7 + 3 * c]!);
+  const horizontal = sampling.map((factor) => factor >> 4);
+  const vertical = sampling.map((factor) => factor & 15);
+  if ([...horizontal, ...vertical].some((factor) => factor < 1 || factor > 4)) {
+    throw new ImageDecodeError(label, `corrupt JPEG: sampling factors out of range 1..4 in the frame header at byte ${at}`);
+  }
+  const maxH = Math.max(...horizontal);
+  const maxV = Math.max(...vertical);
+  let blocks = 0;
+  for (let c = 0; c < components; c++) {
+    blocks += Math.ceil((width * horizontal[c]!) / maxH / 8) * Math.ceil((height * vertical[c]!) / maxV / 8);
+  }
+  return { width, height, blocks, huffman: HUFFMAN_FRAMES.has(marker) };
+}
+
+/** Offset of the next marker after entropy-coded data starting at `from` (FF00 is a stuffed byte, RSTn belong to the scan). */
+function endOfEntropyData(bytes: Uint8Array, from: number): number {
+  for (let i = from; i + 1 < bytes.length; i++) {
+    if (bytes[i] !== 0xff) continue;
+    const next = bytes[i + 1]!;
+    if (next !== 0 && next !== 0xff && (next < Marker.RST0 || next > Marker.RST7)) return i;
+  }
+  return bytes.length;
+}
+
+/**
+ * Walks the file as libjpeg reads it (garbage between segments skipped, as libjpeg does with a
+ * warning), checking that a frame, at least one scan and the end-of-image marker are there.
+ */
+function readStructure(bytes: Uint8Array, maxPixels: number, label: string): JpegFrame {
+  let frame: JpegFrame | undefined;
+  let scans = 0;
+  let entropyBytes = 0;
+  let offset = 2;
+  for (;;) {
+    while (offset < bytes.length && bytes[offset] !== 0xff) offset++;
+    while (offset + 1 < bytes.length && bytes[offset + 1] === 0xff) offset++;
+    if (offset + 1 >= bytes.length) {
+      const missing = frame === undefined ? 'frame header (SOF)' : scans === 0 ? 'image data (SOS)' : 'end-of-image marker';
+      throw new ImageDecodeError(label, `truncated JPEG: the file ends before the ${missing}`);
+    }
+    const marker = bytes[offset + 1]!;
+    const at = offset;
+    if (marker === 0 || marker === Marker.TEM || (marker >= Marker.RST0 && marker <= Marker.RST7)) {
+      offset += 2;
+      continue;
+    }
+    if (marker === Marker.EOI) {
+      if (scans === 0) throw new ImageDecodeError(label, `corrupt JPEG: end-of-image marker at byte ${at} before any image data (no SOS scan)`);
+      break;
+    }
+    if (marker === Marker.SOI) throw new ImageDecodeError(label, `corrupt JPEG: a second start-of-image marker at byte ${at}`);
+    if (offset + 4 > bytes.length) throw new ImageDecodeError(label, `truncated JPEG: the file ends inside the ${hex(marker)} segment at byte ${at}`);
+    const length = (bytes[offset + 2]! << 8) | bytes[offset + 3]!;
+    if (length < 2) throw new ImageDecodeError(label, `corrupt JPEG: the ${hex(marker)} segment at byte ${at} declares length ${length}`);
+    const end = offset + 2 + length;
+    if (end > bytes.length) {
+      throw new ImageDecodeError(label, `truncated JPEG: the ${hex(marker)} segment at byte ${at} needs ${length + 2} bytes, the file ends after ${bytes.length - at}`);
+    }
+    if (isStartOfFrame(marker)) {
+      if (frame !== undefined) throw new ImageDecodeError(label, `corrupt JPEG: a second frame header (SOF) at byte ${at}`);
+      frame = readFrame(bytes, marker, at, length, label);
+      checkImageSize(frame.width, frame.height, maxPixels, label);
+    }
+    offset = end;
+    if (marker === Marker.SOS) {
+      if (frame === undefined) throw new ImageDecodeError(label, `corrupt JPEG: image data (SOS) at byte ${at} before any frame header (SOF)`);
+      scans++;
+      const dataEnd = endOfEntropyData(bytes, offset);
+      entropyBytes += dataEnd - offset;
+      offset = dataEnd;
+    }
+  }
+  // Huffman coding spends at least one bit per block on its DC coefficient, so the scans must
+  // hold a bit for every block: a few kilobytes cannot be a 7000×7000 image.
+  if (frame!.huffman && entropyBytes * 8 < frame!.blocks) {
+    throw new ImageDecodeError(
+      label,
+      `corrupt JPEG: its scans hold ${entropyBytes} bytes, too few for the ${frame!.blocks} blocks of a ` +
+        `${frame!.width}×${frame!.height} image (at least ${Math.ceil(frame!.blocks / 8)} bytes)`,
+    );
+  }
+  return frame!;
+}
+
+/** TurboJPEG's pixel formats (TJPF_*) and colour spaces (TJCS_*) that we use. */
+const PixelFormat = { RGB: 0, CMYK: 11 } as const;
+const ColorSpace = { CMYK: 3, YCCK: 4 } as const;
+
+/** libjpeg reports a fatal error through longjmp; the WASI build's longjmp lands here. */
+class LibjpegFatalError extends Error {}
+
+interface TurboJpegExports {
+  memory: WebAssembly.Memory;
+  malloc(size: number): number;
+  tjInitDecompress(): number;
+  tjDecompressHeader3(handle: number, input: number, size: number, width: number, height: number, subsampling: number, colorspace: number): number;
+  tjDecompress2(handle: number, input: number, size: number, output: number, width: number, pitch: number, height: number, format: number, flags: number): number;
+}
+
+const libjpegTurbo = lazyWasmModule(LIBJPEG_TURBO_WASM);
+
+/**
+ * A fresh instance per image: libjpeg leaves its memory behind when it bails out through
+ * longjmp, and a WebAssembly memory never shrinks, so each decode starts from a small one that
+ * is garbage once the image is copied out.
+ */
+async function instantiate(): Promise<TurboJpegExports> {
+  let memory: WebAssembly.Memory | undefined;
+  const ignore = (): number => 0;
+  const imports = {
+    env: {
+      setjmp: (): number => 0,
+      longjmp: (): never => {
+        throw new LibjpegFatalError();
+      },
+    },
+    // libjpeg only prints its messages; nothing else of WASI is used.
+    wasi_snapshot_preview1: {
+      fd_write: (_fd: number, iovs: number, count: number, written: number): number => {
+        const view = new DataView(memory!.buffer);
+        let total = 0;
+        for (let i = 0; i < count; i++) total += view.getUint32(iovs + 8 * i + 4, true);
+        view.setUint32(written, total, true);
+        return 0;
+      },
+      environ_sizes_get: (count: number, size: number): number => {
+        new DataView(memory!.buffer).setUint32(count, 0, true);
+        new DataView(memory!.buffer).setUint32(size, 0, true);
+        return 0;
+      },
+      environ_get: ignore,
+      fd_close: ignore,
+      fd_seek: ignore,
+      proc_exit: (code: number): never => {
+        throw new LibjpegFatalError(`exit ${code}`);
+      },
+    },
+  };
+  const instance = await WebAssembly.instantiate(await libjpegTurbo(), imports);
+  const exports = instance.exports as unknown as TurboJpegExports;
+  memory = exports.memory;
+  return exports;
+}
+
+/** Pillow's CMYK → RGB (Convert.c `cmyk2rgb`) on inverted samples (rawmode "CMYK;I"). */
+function invertedCmykToRgb(cmyk: Uint8Array, pixels: number): Uint8Array {
+  const rgb = new Uint8Array(pixels * 3);
+  const mulDiv255 = (a: number, b: number): number => {
+    const t = a * b + 128;
+    return ((t >> 8) + t) >> 8;
+  };
+  for (let p = 0; p < pixels; p++) {
+    const notBlack = cmyk[p * 4 + 3]!;
+    for (let c = 0; c < 3; c++) {
+      rgb[p * 3 + c] = Math.max(0, notBlack - mulDiv255(255 - cmyk[p * 4 + c]!, notBlack));
+    }
+  }
+  return rgb;
+}
+
+export async function decodeJpeg(bytes: Uint8Array, label: string, maxPixels: number): Promise<RgbImage> {
+  const { width, height } = readStructure(bytes, maxPixels, label);
+  const turbo = await instantiate();
+  const input = turbo.malloc(bytes.length);
+  new Uint8Array(turbo.memory.buffer, input, bytes.length).set(bytes);
+  const handle = turbo.tjInitDecompress();
+  const info = turbo.malloc(16);
+  try {
+    if (turbo.tjDecompressHeader3(handle, input, bytes.length, info, info + 4, info + 8, info + 12) !== 0) {
+      throw new LibjpegFatalError();
+    }
+  } catch (error) {
+    if (!(error instanceof LibjpegFatalError)) throw error;
+    throw new ImageDecodeError(label, 'corrupt or unsupported JPEG: libjpeg-turbo refuses its headers (tables or frame)');
+  }
+  const [declaredWidth, declaredHeight, , colorSpace] = new Int32Array(turbo.memory.buffer, info, 4);
+  if (declaredWidth !== width || declaredHeight !== height) {
+    throw new ImageDecodeError(label, `corrupt JPEG: libjpeg-turbo reads a ${declaredWidth}×${declaredHeight} frame, the frame header says ${width}×${height}`);
+  }
+  const cmyk = colorSpace === ColorSpace.CMYK || colorSpace === ColorSpace.YCCK;
+  const channels = cmyk ? 4 : 3;
+  const output = turbo.malloc(width * height * channels);
+  if (output === 0) throw new ImageDecodeError(label, `JPEG too large: no memory for a ${width}×${height} image`);
+  try {
+    // A non-zero status with pixels written is a warning (corrupt entropy data, extraneous
+    // bytes): Pillow decodes through those too. Truncation was ruled out above.
+    turbo.tjDecompress2(handle, input, bytes.length, output, width, width * channels, height, cmyk ? PixelFormat.CMYK : PixelFormat.RGB, 0);
+  } catch (error) {
+    if (!(error instanceof LibjpegFatalError)) throw error;
+    throw new ImageDecodeError(label, 'corrupt or unsupported JPEG: libjpeg-turbo cannot decode its scan data');
+  }
+  const samples = new Uint8Array(turbo.memory.buffer, output, width * height * channels);
+  return { width, height, data: cmyk ? invertedCmykToRgb(samples, width * height) : samples.slice() };
+}
