@@ -2,7 +2,8 @@
  * End-to-end model benchmark: the golden tiny-shaped model (weights/ofa-tiny-random, its golden
  * 256×256 input and 12-token prompt) on the CPU and WebGPU backends.
  *
- *   npx tsx bench/model.ts [--runs 5] [--warmup 1] [--backends cpu,webgpu] [--only ops|forward]
+ *   npx tsx bench/model.ts [--runs 5] [--warmup 1] [--backends cpu,webgpu] [--only ops|forward|encoder]
+ *                          [--sizes 256,480] [--encoder-rounds 7] [--ort-webgpu-runs 2] [--profile]
  *                          [--forward-runs N] [--encoder-mode joint|decomposed]
  *                          [--exit-scope per-sample|batch] [--cache-fill copy|project]
  *
@@ -31,6 +32,12 @@
  *   medians and minimums. `--exit-scope` and `--cache-fill` set the threshold rows' decision scope and
  *   cache fill (default: per beam, copied — the pipeline's defaults).
  *
+ * - `ofa-encoder` (bench/encoder-peers.ts): the encoder on our WebGPU backend against onnxruntime-node
+ *   on the ONNX export of the same model (CPU and WebGPU execution providers), host to host, the
+ *   engines taking turns; at each of `--sizes`, outputs checked to agree within 1e-3 first.
+ * `--profile` instead breaks one encoder forward and one decoder step down by layer and kernel
+ * from device timestamps, and a beam search into steps and host bookkeeping (bench/profile.ts).
+ *
  * Memory: WebGPU reports the buffer pool's peak bytes in use (weights included); the CPU reports
  * the growth of the process's peak resident set over its size before the backend was created
  * (`process.resourceUsage().maxRSS`, which sees transient peaks inside synchronous ops), and the
@@ -54,6 +61,8 @@ import { type CacheFill, ExitingStepDecoder } from '../src/mue/decoder-exits.js'
 import type { DecisionScope } from '../src/mue/exit.js';
 import { encodeWithExits } from '../src/mue/encoder-exits.js';
 import { type StreamReport, exitReport } from '../src/mue/report.js';
+import { type EncoderPeerRow, type EncoderPeerSettings, benchEncoderPeers, printEncoderPeerTable } from './encoder-peers.js';
+import { profileModel } from './profile.js';
 import type { BackendName } from '../src/pipeline.js';
 import type { Tensor } from '../src/tensor.js';
 
@@ -171,6 +180,8 @@ interface Golden {
   pixels: Float32Array;
   imageSize: number;
   inputIds: number[];
+  /** The reference encoder output `[1, N, d]`. */
+  lastHiddenState: Float32Array;
 }
 
 async function readGolden(): Promise<Golden> {
@@ -179,7 +190,8 @@ async function readGolden(): Promise<Golden> {
     const pixels = await file.readFloat32('inputs.patch_images');
     const imageSize = file.info('inputs.patch_images').shape[3]!;
     const inputIds = Array.from(await file.readFloat32('inputs.input_ids'));
-    return { pixels, imageSize, inputIds };
+    const lastHiddenState = await file.readFloat32('encoder.last_hidden_state');
+    return { pixels, imageSize, inputIds, lastHiddenState };
   } finally {
     await file.close();
   }
@@ -434,7 +446,7 @@ function printTable(rows: readonly (ResultRow | SkippedRow)[]): void {
 }
 
 /** Writes the rows atomically: a reader never sees a half-written file. */
-async function writeResults(rows: readonly (ResultRow | ForwardRow)[]): Promise<void> {
+async function writeResults(rows: readonly (ResultRow | ForwardRow | EncoderPeerRow)[]): Promise<void> {
   const temporary = RESULTS.replace(/\.json$/, `.${process.pid}.tmp.json`);
   await writeFile(temporary, `${JSON.stringify(rows, null, 1)}\n`);
   await rename(temporary, RESULTS);
@@ -453,6 +465,56 @@ function oneOf<T extends string>(value: string, flag: string, allowed: readonly 
   return value as T;
 }
 
+/** The `ofa-encoder` rows on the WebGPU subject (bench/encoder-peers.ts). */
+async function benchEncoder(subject: Subject, golden: Golden, settings: EncoderPeerSettings): Promise<EncoderPeerRow[]> {
+  const model = await OfaModel.load(subject.backend, MODEL_DIR);
+  try {
+    return await benchEncoderPeers(model, golden.inputIds, golden, subject.device, settings);
+  } finally {
+    model.dispose();
+  }
+}
+
+/** `--profile`: bench/profile.ts on a WebGPU backend of its own. */
+async function profile(golden: Golden, sizes: readonly number[]): Promise<void> {
+  const { createWebGpuBackend } = await import('../src/backend/webgpu/index.js');
+  const gpu = await createWebGpuBackend();
+  try {
+    const model = await OfaModel.load(gpu, MODEL_DIR);
+    try {
+      await profileModel(gpu, model, golden.inputIds, golden, sizes);
+    } finally {
+      model.dispose();
+    }
+  } finally {
+    gpu.destroy();
+  }
+}
+
+/**
+ * The README's table: our WebGPU times against onnxruntime-node's in the same run, with the
+ * issue's targets (encoder ≤ 1.5× onnxruntime CPU and ≥ 5× faster than its WebGPU EP; a 5-beam
+ * decoder step ≤ 10 ms; the whole 256 forward ≤ 300 ms), as Markdown.
+ */
+function printSummary(encoderRows: readonly EncoderPeerRow[], rows: readonly (ResultRow | SkippedRow)[], forwardRows: readonly ForwardRow[]): void {
+  const cells: string[][] = [];
+  for (const size of [...new Set(encoderRows.map((r) => r.image))]) {
+    const of = (engine: EncoderPeerRow['engine']): EncoderPeerRow | undefined => encoderRows.find((r) => r.image === size && r.engine === engine);
+    const [ours, cpu, webgpu] = [of('ours-webgpu'), of('ort-cpu'), of('ort-webgpu')];
+    const ms = (r: EncoderPeerRow | undefined): string => (r ? `${r.ms.toFixed(1)} ms` : '—');
+    const versusWebGpu = ours && webgpu ? `; ORT WebGPU ${(webgpu.ms / ours.ms).toFixed(1)}× ours` : '';
+    cells.push([`encoder ${size}×${size}`, ms(ours), ms(cpu), ms(webgpu), `${ours?.paired_vs_ort_cpu?.toFixed(2) ?? '—'}× ORT CPU${versusWebGpu}`, '≤ 1.5× ORT CPU, ORT WebGPU ≥ 5× ours']);
+  }
+  const step = rows.find((r): r is ResultRow => !('skipped' in r) && r.op === 'decoder-token-beam5' && r.backend === 'webgpu');
+  if (step) cells.push(['decoder step, 5 beams', `${step.ms.toFixed(1)} ms`, '—', '—', '', '≤ 10 ms']);
+  const whole = forwardRows.find((r) => r.backend === 'webgpu' && r.exits === 'none');
+  if (whole) cells.push([`ofa-forward ${whole.imageSize}×${whole.imageSize} (encoder + ${whole.beams} beams × ${whole.decoderSteps} steps)`, `${whole.ms.toFixed(0)} ms`, '—', '—', '', '≤ 300 ms']);
+  if (cells.length === 0) return;
+  console.log('\nsummary (Markdown, as in the README):\n');
+  const header = ['', 'ours (WebGPU)', 'onnxruntime CPU', 'onnxruntime WebGPU', 'ratio (paired)', 'target'];
+  for (const row of [header, header.map(() => '---'), ...cells]) console.log(`| ${row.join(' | ')} |`);
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -464,6 +526,10 @@ async function main(): Promise<void> {
       'exit-scope': { type: 'string', default: 'per-sample' },
       'cache-fill': { type: 'string', default: 'copy' },
       only: { type: 'string' },
+      sizes: { type: 'string', default: '256,480' },
+      'encoder-rounds': { type: 'string', default: '7' },
+      'ort-webgpu-runs': { type: 'string', default: '2' },
+      profile: { type: 'boolean', default: false },
     },
   });
   const mode = values['encoder-mode'];
@@ -471,7 +537,8 @@ async function main(): Promise<void> {
     throw new Error(`--encoder-mode: expected joint or decomposed, got ${mode}`);
   }
   const only = values.only;
-  if (only !== undefined && only !== 'ops' && only !== 'forward') throw new Error(`--only: expected ops or forward, got ${only}`);
+  if (only !== undefined && only !== 'ops' && only !== 'forward' && only !== 'encoder') throw new Error(`--only: expected ops, forward or encoder, got ${only}`);
+  const sizes = values.sizes.split(',').map((size) => positiveInteger(size, '--sizes'));
   const settings: Settings = {
     runs: positiveInteger(values.runs, '--runs'),
     warmup: positiveInteger(values.warmup, '--warmup', true),
@@ -489,8 +556,15 @@ async function main(): Promise<void> {
     return name;
   });
   const golden = await readGolden();
+  if (values.profile) return profile(golden, sizes);
+  const encoderSettings = {
+    sizes,
+    rounds: positiveInteger(values['encoder-rounds'], '--encoder-rounds'),
+    ortWebGpuRuns: positiveInteger(values['ort-webgpu-runs'], '--ort-webgpu-runs', true),
+  };
   const rows: (ResultRow | SkippedRow)[] = [];
   const forwardRows: ForwardRow[] = [];
+  const encoderRows: EncoderPeerRow[] = [];
   for (const name of backends) {
     let subject: Subject;
     try {
@@ -502,13 +576,14 @@ async function main(): Promise<void> {
       continue;
     }
     try {
-      if (only !== 'forward') rows.push(...(await benchBackend(subject, golden, settings)));
-      if (only !== 'ops') forwardRows.push(...(await benchForward(subject, golden, settings)));
+      if (name === 'webgpu' && (only === undefined || only === 'encoder')) encoderRows.push(...(await benchEncoder(subject, golden, encoderSettings)));
+      if (only === undefined || only === 'ops') rows.push(...(await benchBackend(subject, golden, settings)));
+      if (only === undefined || only === 'forward') forwardRows.push(...(await benchForward(subject, golden, settings)));
     } finally {
       subject.backend.destroy();
     }
   }
-  printTable(rows);
+  if (rows.length > 0) printTable(rows);
   if (forwardRows.length > 0) {
     const { encoderMode } = forwardRows[0]!;
     console.log(
@@ -517,7 +592,12 @@ async function main(): Promise<void> {
     );
     printForwardTable(forwardRows);
   }
-  const measured = [...rows.filter((r): r is ResultRow => !('skipped' in r)), ...forwardRows];
+  if (encoderRows.length > 0) {
+    console.log('\nofa-encoder: the golden model\'s encoder, host to host, against onnxruntime-node on its ONNX export (engines taking turns)');
+    printEncoderPeerTable(encoderRows);
+  }
+  printSummary(encoderRows, rows, forwardRows);
+  const measured = [...rows.filter((r): r is ResultRow => !('skipped' in r)), ...forwardRows, ...encoderRows];
   await writeResults(measured);
   console.log(`\nwrote ${measured.length} rows to ${RESULTS}`);
 }

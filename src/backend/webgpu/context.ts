@@ -24,6 +24,7 @@ import type { Backend } from '../backend.js';
 import type { BufferPool } from './buffer-pool.js';
 import type { DeviceCapabilities } from './device.js';
 import type { KernelVariant, PipelineCache } from './kernels.js';
+import type { DispatchLabel, DispatchProfiler } from './profiler.js';
 import { mapForRead } from './wait.js';
 
 export type ParamValue = { u32: number } | { i32: number } | { f32: number };
@@ -85,6 +86,8 @@ type Recorded =
       workgroups: readonly [number, number?, number?];
       /** Recorded inside this `unlessAll`. */
       gate?: Gate;
+      /** Set while profiling (`profiler.ts`). */
+      label?: DispatchLabel;
     }
   | CopyRecord
   | { kind: 'gate'; gate: Gate };
@@ -134,6 +137,8 @@ export class KernelContext {
   #submissions = 0;
   /** Reads recorded since the last flush. */
   #pendingReads: PendingRead[] = [];
+  /** Attached by `WebGpuBackend.profile`: dispatches are timed one by one. */
+  profiler: DispatchProfiler | undefined;
 
   constructor(
     readonly backend: Backend,
@@ -219,7 +224,13 @@ export class KernelContext {
     const params = this.#writeParams(d.params);
     const gate = this.#gate;
     if (gate) gate.used = true;
-    this.#records.push({ kind: 'dispatch', pipeline, paramsOffset: params.offset, paramsSize: params.size, buffers, workgroups: d.workgroups, gate });
+    const label = this.profiler?.label(d.variant.file, d.variant.entryPoint, d.params, d.workgroups);
+    this.#records.push({ kind: 'dispatch', pipeline, paramsOffset: params.offset, paramsSize: params.size, buffers, workgroups: d.workgroups, gate, label });
+    // Without timestamps, profile mode times each dispatch as a submission of its own (not inside a gate, which cannot submit).
+    if (label && !this.profiler!.timestamps && !gate) {
+      this.flush();
+      this.profiler!.submittedAlone(label);
+    }
   }
 
   /**
@@ -290,8 +301,16 @@ export class KernelContext {
     };
     const gatePipeline = slots.size > 0 ? this.pipelines.get(GATE_KERNEL) : undefined;
     const encoder = this.device.createCommandEncoder();
+    const labels = records.flatMap((r) => (r.kind === 'dispatch' && r.label ? [r.label] : []));
+    const timestamps = this.profiler?.timestamps && labels.length > 0 ? this.profiler.submission(labels) : undefined;
+    let timed = 0;
     let pass: GPUComputePassEncoder | undefined;
-    const bind = (pipeline: GPUComputePipeline, entries: GPUBindGroupEntry[], gate?: Gate): GPUComputePassEncoder => {
+    const bind = (pipeline: GPUComputePipeline, entries: GPUBindGroupEntry[], gate?: Gate, label?: DispatchLabel): GPUComputePassEncoder => {
+      if (timestamps && label) {
+        // Profile mode: a pass of its own, whose beginning and end are timestamped.
+        pass?.end();
+        pass = encoder.beginComputePass({ timestampWrites: timestamps.writes(timed++) });
+      }
       pass ??= encoder.beginComputePass();
       pass.setPipeline(pipeline);
       pass.setBindGroup(0, this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries }));
@@ -317,10 +336,16 @@ export class KernelContext {
       }
       const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: params, offset: r.paramsOffset, size: r.paramsSize } }];
       r.buffers.forEach((resource, i) => entries.push({ binding: i + 1, resource }));
-      bind(r.pipeline, entries, r.gate).dispatchWorkgroups(r.workgroups[0], r.workgroups[1] ?? 1, r.workgroups[2] ?? 1);
+      bind(r.pipeline, entries, r.gate, r.label).dispatchWorkgroups(r.workgroups[0], r.workgroups[1] ?? 1, r.workgroups[2] ?? 1);
+      if (timestamps && r.label) {
+        pass!.end();
+        pass = undefined;
+      }
     }
     pass?.end();
+    timestamps?.resolve(encoder);
     this.device.queue.submit([encoder.finish()]);
+    timestamps?.submitted();
     this.#submissions++;
   }
 

@@ -44,7 +44,9 @@ async function findGpu(): Promise<GPU> {
   }
   // Dawn's Node binding expects its GPU* classes (GPUBufferUsage, ...) as globals, like a browser.
   Object.assign(globalThis, dawn.globals);
-  dawnGpu = dawn.create([]);
+  // Timestamps at full resolution: Dawn rounds them to 65.5 µs by default (a browser's guard
+  // against timing attacks), coarser than most kernels of a decoding step (profile mode).
+  dawnGpu = dawn.create(['disable-dawn-features=timestamp_quantization']);
   return dawnGpu;
 }
 

@@ -19,6 +19,7 @@ import { BufferPool } from './buffer-pool.js';
 import { KernelContext, type KernelContextOptions } from './context.js';
 import type { AcquiredDevice, DeviceCapabilities } from './device.js';
 import { PipelineCache, type KernelSources } from './kernels.js';
+import { type DispatchTiming, DispatchProfiler } from './profiler.js';
 import { waitForQueue } from './wait.js';
 import * as elementwise from './ops/elementwise.js';
 import * as exit from './ops/exit.js';
@@ -120,6 +121,33 @@ export class WebGpuBackend implements Backend {
     await this.#ctx.checkErrors();
     await waitForQueue(this.device);
     this.#checkUsable();
+  }
+
+  /**
+   * Runs `fn` in profile mode (`profiler.ts`) and returns its result with the device time of every
+   * dispatch it recorded, labelled by kernel and by the `profileScope`s around it. Work recorded
+   * before is submitted first and not profiled. `timestamps: false` times dispatches on the host
+   * (one submission each), as on adapters without `timestamp-query`.
+   */
+  async profile<T>(fn: () => Promise<T>, { timestamps = this.device.features.has('timestamp-query') } = {}): Promise<{ result: T; dispatches: DispatchTiming[] }> {
+    this.#checkUsable();
+    if (this.#ctx.profiler) throw new Error('profile: already profiling');
+    this.flush();
+    const profiler = new DispatchProfiler(this.device, timestamps);
+    this.#ctx.profiler = profiler;
+    try {
+      const result = await fn();
+      this.flush();
+      return { result, dispatches: await profiler.settle() };
+    } finally {
+      this.#ctx.profiler = undefined;
+    }
+  }
+
+  /** Labels the dispatches `fn` records while profiling (scopes nest); otherwise just runs `fn`. */
+  profileScope<T>(label: string, fn: () => T): T {
+    const profiler = this.#ctx.profiler;
+    return profiler ? profiler.scope(label, fn) : fn();
   }
 
   destroy(): void {
