@@ -2,11 +2,12 @@
  * What the `mue` subcommands share: where output goes, choosing a backend (WebGPU, else the CPU
  * with a notice), the weight-loading progress display, option parsers and the shipped defaults.
  */
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { SingleBar } from 'cli-progress';
 import { InvalidArgumentError, Option } from 'commander';
 import type { Backend } from '../backend/backend.js';
+import { DEFAULT_MAX_PIXELS, decodeImage, type RgbImage } from '../image/decode.js';
 import type { LoadProgress } from '../models/ofa/weights.js';
 import { type BackendName, OfaPipeline, type Timing, createBackend } from '../pipeline.js';
 
@@ -74,6 +75,33 @@ export async function requirePath(path: string, what: string): Promise<void> {
     const code = error instanceof Error ? Reflect.get(error, 'code') : undefined;
     throw new Error(`${what} ${path}: ${code === 'ENOENT' ? 'no such file or directory' : (error as Error).message}`);
   });
+}
+
+/** The options of the commands that read an image. */
+export interface ImageFlags {
+  maxPixels: number;
+}
+
+export function maxPixelsOption(): Option {
+  return new Option('--max-pixels <n>', 'refuse images with more pixels than this (decompression bombs)')
+    .argParser(positiveInteger)
+    .default(DEFAULT_MAX_PIXELS);
+}
+
+/** An image file's bytes, or `image <path>: <reason>`. */
+export async function readImageFile(path: string): Promise<Uint8Array> {
+  await requirePath(path, 'image');
+  return readFile(path).catch((error: unknown) => {
+    throw new Error(`image ${path}: ${(error as Error).message}`);
+  });
+}
+
+/**
+ * Reads and decodes the image before any model is loaded, so that a file that is not an image
+ * fails in milliseconds rather than after the weights (seconds).
+ */
+export async function decodeImageFile(path: string, flags: ImageFlags): Promise<RgbImage> {
+  return decodeImage(await readImageFile(path), path, { maxPixels: flags.maxPixels });
 }
 
 /** The backend named by `--backend`; without one, WebGPU or — when it cannot start — the CPU. */

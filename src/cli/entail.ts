@@ -3,41 +3,44 @@ import { Command } from 'commander';
 import { ENTAILMENT_ANSWERS } from '../generate/tasks.js';
 import {
   type CliIo,
+  type ImageFlags,
   type ModelFlags,
   backendOption,
+  decodeImageFile,
   imageSizeOption,
+  maxPixelsOption,
   notice,
   openPipeline,
   print,
-  requirePath,
   timingLine,
   weightsOption,
 } from './common.js';
 import { type ExitFlags, exitOptions, exitSettingsFromFlags, exitSummary, exitTrace } from './exits.js';
 
-interface EntailFlags extends ModelFlags, ExitFlags {
+interface EntailFlags extends ModelFlags, ExitFlags, ImageFlags {
   premise?: string;
 }
 
 export function entailCommand(io: CliIo): Command {
   const command = new Command('entail')
     .description('decide whether an image entails, contradicts or is neutral to a hypothesis (answers yes / no / maybe)')
-    .argument('<image>', 'a PNG or JPEG file')
+    .argument('<image>', 'a PNG, JPEG, WebP, GIF or BMP file')
     .argument('<hypothesis>', 'the statement to test against the image')
     .option('--premise <text>', "a premise caption, for checkpoints fine-tuned with OFA's --add-caption prompt")
     .addOption(weightsOption())
     .addOption(backendOption())
     .addOption(imageSizeOption())
+    .addOption(maxPixelsOption())
     .option('--json', 'print the whole result (label, probabilities, prompt ids, timing, exit report) as JSON');
   for (const option of exitOptions('one decision per layer over the whole prompt pass, as in the authors\' SNLI-VE evaluation')) {
     command.addOption(option);
   }
   return command.action(async (image: string, hypothesis: string, flags: EntailFlags) => {
     const exits = exitSettingsFromFlags(flags);
-    await requirePath(image, 'image');
+    const decoded = await decodeImageFile(image, flags);
     const { pipeline, close } = await openPipeline(io, flags);
     try {
-      const result = await pipeline.entail(image, hypothesis, { premise: flags.premise, exits });
+      const result = await pipeline.entail(decoded, hypothesis, { premise: flags.premise, exits });
       if (flags.trace && result.exitReport) for (const line of exitTrace(result.exitReport)) io.stderr.write(`${line}\n`);
       if (flags.json) {
         const { backend, imageSize } = pipeline;

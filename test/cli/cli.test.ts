@@ -24,6 +24,7 @@ const GOLDEN_MODEL = join(ROOT, 'weights/ofa-tiny-random');
 const DEMO_MODEL = join(ROOT, 'weights/ofa-tiny-demo');
 const IMAGE = fileURLToPath(new URL('../fixtures/preprocess/photo-97x61.png', import.meta.url));
 const NOT_OFA_CHECKPOINT = fileURLToPath(new URL('../fixtures/checkpoints/small.pt', import.meta.url));
+const FAIRSEQ_CHECKPOINT = fileURLToPath(new URL('../fixtures/checkpoints/fairseq-1gpu.pt', import.meta.url));
 /** The reference PyTorch checkpoint of the golden model, in the project's shared data when it is beside the repository. */
 const GOLDEN_CHECKPOINT = join(ROOT, '../shared/golden/checkpoints/ofa-tiny-random.bin');
 const LABELS = ['entailment', 'contradiction', 'neutral'];
@@ -68,7 +69,7 @@ describe('mue (in process)', () => {
   it('prints help naming every command and the WebGPU → CPU fallback', async () => {
     const top = await mue('--help');
     expect(top.status).toBe(0);
-    for (const command of ['caption', 'entail', 'verify', 'convert']) expect(top.stdout).toContain(command);
+    for (const command of ['caption', 'entail', 'verify', 'convert', 'preprocess']) expect(top.stdout).toContain(command);
     const caption = await mue('caption', '--help');
     expect(caption.stdout).toMatch(/default: webgpu, falling back to cpu/);
   });
@@ -110,10 +111,27 @@ describe('mue (in process)', () => {
     expect(existsSync(out)).toBe(false);
   });
 
-  it('convert wants an output name ending in .safetensors', async () => {
+  it('convert wants a folder or a .safetensors file as output, not a checkpoint name', async () => {
     const run = await mue('convert', NOT_OFA_CHECKPOINT, join(scratch, 'out.bin'));
     expect(run.status).toBe(1);
-    expect(run.stderr).toMatch(/out\.bin: the name must end in \.safetensors/);
+    expect(run.stderr).toMatch(/out\.bin: give a folder .* or a file name ending in \.safetensors/);
+  });
+
+  it('convert names a missing input and an input that is already safetensors', async () => {
+    const missing = await mue('convert', join(scratch, 'nowhere.pt'), join(scratch, 'out'));
+    expect(missing.stderr).toMatch(/^mue: checkpoint .*nowhere\.pt: no such file or directory\n$/);
+    const safetensors = await mue('convert', join(GOLDEN_MODEL, 'weights.safetensors'), join(scratch, 'out'));
+    expect(safetensors.status).toBe(1);
+    expect(safetensors.stderr).toMatch(/weights\.safetensors: this is already a safetensors file, not a PyTorch checkpoint/);
+  });
+
+  it('convert writes a model folder, creating it, from a single-GPU fairseq checkpoint', async () => {
+    const out = join(scratch, 'models', 'fairseq-1gpu');
+    const run = await mue('convert', FAIRSEQ_CHECKPOINT, out);
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(0);
+    expect(run.stdout).toMatch(/config: from cfg\['model'\] \(256 wide, 4\+4 layers, resnet50, vocabulary 1000, images 480×480\)/);
+    expect(existsSync(join(out, 'weights.safetensors')) && existsSync(join(out, 'config.json'))).toBe(true);
   });
 
   it.skipIf(!existsSync(GOLDEN_CHECKPOINT))('convert writes the golden PyTorch checkpoint and prints the summary', async () => {
@@ -210,7 +228,7 @@ describe('mue (in process)', () => {
     expect(run.stderr).toBe(`mue: weights ${missing}: no such file or directory\n`);
   });
 
-  it('exits 1 naming the file for an image that is not a PNG or JPEG', async () => {
+  it('exits 1 naming the file for an image that cannot be decoded, before loading any model', async () => {
     const corrupt = join(scratch, 'corrupt.png');
     const png = await readFile(IMAGE);
     await writeFile(corrupt, png.subarray(0, 120));
@@ -218,6 +236,48 @@ describe('mue (in process)', () => {
     expect(run.status).toBe(1);
     expect(run.stderr).toMatch(new RegExp(`^mue: .*${corrupt.replaceAll('.', '\\.')}: `, 'm'));
     expect(run.stderr).not.toContain('    at ');
+    expect(run.stderr).not.toContain('loaded');
+    // The image is checked first: with weights that do not exist, the image is what is reported.
+    const entail = await mue('entail', corrupt, 'a cat', '--weights', join(scratch, 'no-such-model'));
+    expect(entail.stderr).toMatch(/^mue: .*corrupt\.png: truncated PNG/);
+  });
+
+  it('caption --max-pixels refuses a larger image', async () => {
+    const run = await mue('caption', IMAGE, ...modelArgs(), '--max-pixels', '5000');
+    expect(run.status).toBe(1);
+    expect(run.stderr).toMatch(/photo-97x61\.png: image is 97×61 \(5917 pixels\), more than the limit of 5000 pixels/);
+  });
+
+  it('preprocess writes what the model sees: Pillow’s resized bytes and the normalised input', async () => {
+    const out = join(scratch, 'input.safetensors');
+    const jpeg = fileURLToPath(new URL('../fixtures/preprocess-jpeg/photo-q75-422.jpg', import.meta.url));
+    const run = await mue('preprocess', jpeg, '--size', '256', '--out', out);
+    expect(run.status).toBe(0);
+    expect(run.stdout).toContain('resized_uint8 [256, 256, 3], pixels [1, 3, 256, 256]');
+    const written = await SafetensorsFile.open(out);
+    const golden = await SafetensorsFile.open(fileURLToPath(new URL('../fixtures/preprocess-jpeg/expected.safetensors', import.meta.url)));
+    try {
+      expect(written.info('resized_uint8')).toMatchObject({ dtype: 'U8', shape: [256, 256, 3] });
+      expect(written.info('pixels')).toMatchObject({ dtype: 'F32', shape: [1, 3, 256, 256] });
+      const resized = await written.readBytes('resized_uint8');
+      expect(Buffer.from(resized).equals(Buffer.from(await golden.readBytes('photo-q75-422.resized_uint8')))).toBe(true);
+      const pixels = await written.readFloat32('pixels');
+      // Channel 0 of pixel (0, 0) is the red byte normalised; channel 2 of the last pixel the last blue byte.
+      expect(pixels[0]).toBeCloseTo((resized[0]! / 255 - 0.5) / 0.5, 6);
+      expect(pixels[pixels.length - 1]).toBeCloseTo((resized[resized.length - 1]! / 255 - 0.5) / 0.5, 6);
+    } finally {
+      await written.close();
+      await golden.close();
+    }
+  });
+
+  it('preprocess leaves nothing behind for a file that is not an image', async () => {
+    const out = join(scratch, 'not-written.safetensors');
+    const run = await mue('preprocess', NOT_OFA_CHECKPOINT, '--out', out);
+    expect(run.status).toBe(1);
+    expect(run.stderr).toMatch(/^mue: .*small\.pt: unrecognised format \(first bytes 50 4b 03 04/);
+    expect(existsSync(out)).toBe(false);
+    expect((await mue('preprocess', IMAGE, '--out', join(scratch, 'input.npy'))).stderr).toMatch(/must end in \.safetensors/);
   });
 
   it('exits 1 for a missing image file', async () => {

@@ -70,7 +70,7 @@ interface PillowCase {
   pillow_error?: string;
 }
 
-describe('decodeImage: GIF and BMP variants made and decoded by Pillow 9.4', async () => {
+describe('decodeImage: GIF and BMP variants and damaged JPEG and WebP files, made and decoded by Pillow 9.4', async () => {
   const cases = await readManifest<PillowCase>(PILLOW);
   const decodable = cases.filter((c) => c.pillow_error === undefined);
   const expected = await readExpected(PILLOW, decodable.map(({ file }) => `${file}.decoded_uint8`));
@@ -84,6 +84,6 @@ describe('decodeImage: GIF and BMP variants made and decoded by Pillow 9.4', asy
   it.each(cases.filter((c) => c.pillow_error !== undefined))('$file is refused, as by Pillow ($pillow_error)', async ({ file }) => {
     const refusal = decodeImage(new Uint8Array(await readFile(new URL(file, PILLOW))), file);
     await expect(refusal).rejects.toThrow(ImageDecodeError);
-    await expect(refusal).rejects.toThrow(new RegExp(`^${file.replace('.', '\\.')}: (truncated|corrupt) (GIF|BMP): `));
+    await expect(refusal).rejects.toThrow(new RegExp(`^${file.replace('.', '\\.')}: (truncated|corrupt) (GIF|BMP|JPEG|WebP): `));
   });
 });
