@@ -290,3 +290,112 @@ export function checkTokenIds(config: OfaConfig, ids: ArrayLike<number>, what: s
     }
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// fairseq checkpoints
+
+/** OFA's fairseq architectures (`--arch`) and the released size each stands for. */
+const FAIRSEQ_ARCHITECTURES: Readonly<Record<string, OfaPresetName>> = {
+  ofa_tiny: 'tiny',
+  ofa_medium: 'medium',
+  ofa_base: 'base',
+  ofa_large: 'large',
+  ofa_huge: 'huge',
+};
+
+/** MuE's thresholds as the authors' fairseq arguments name them (mue-spec §5). */
+export const MUE_THRESHOLD_ARGUMENTS = { image: 'img_thres', text: 'txt_thres', decoder: 'decoder_thres' } as const;
+
+export type MueThresholds = Partial<Record<keyof typeof MUE_THRESHOLD_ARGUMENTS, number>>;
+
+/**
+ * The config.json of a fairseq OFA checkpoint, from its model arguments (`cfg["model"]`, an
+ * argparse Namespace, or `args` in older files; pass its fields as a record).
+ *
+ * The arguments hold every value the architecture function resolved; a value they lack comes
+ * from the released size named by `arch` (`ofa_tiny` … `ofa_huge`), or from what every release
+ * shares. fairseq names map to the Hugging Face `OFAConfig` keys that `configFromJson` reads
+ * (`encoder_embed_dim` → `d_model`, `scale_attn`/`scale_fc`/`scale_heads` → `normformer`, …);
+ * `patch_image_size` is kept (the pipeline's image size), and MuE runs — arguments with
+ * `img_thres`, `txt_thres` or `decoder_thres` — get `mue_decomposed_encoder: true` and their
+ * thresholds under `mue_exit_thresholds`. The vocabulary size is the token table's row count,
+ * which the dictionary, not the arguments, determines. The result is checked with
+ * `configFromJson` before it is returned.
+ */
+export function configJsonFromFairseq(
+  args: Readonly<Record<string, unknown>>,
+  vocabSize: number,
+  label: string,
+): Record<string, unknown> {
+  const arch = args['arch'];
+  const presetName = typeof arch === 'string' && Object.hasOwn(FAIRSEQ_ARCHITECTURES, arch) ? FAIRSEQ_ARCHITECTURES[arch] : undefined;
+  const preset = presetName === undefined ? undefined : OFA_PRESETS[presetName];
+  const fail = (message: string): never => {
+    throw new Error(`${label}: ${message}`);
+  };
+  /** The argument, else the preset's value (`fromPreset`), else `fallback`. */
+  const value = <T>(key: string, type: 'number' | 'boolean' | 'string', fromPreset?: T, fallback?: T): T => {
+    const given = args[key] ?? fromPreset ?? fallback;
+    if (given === undefined) {
+      fail(`the model arguments lack '${key}', and arch ${JSON.stringify(arch)} is not one of ${Object.keys(FAIRSEQ_ARCHITECTURES).join(', ')}`);
+    }
+    if (typeof given !== type) fail(`'${key}' is ${JSON.stringify(given)}; expected a ${type}`);
+    return given as T;
+  };
+  const number = (key: string, fromPreset?: number, fallback?: number): number => value(key, 'number', fromPreset, fallback);
+  const flag = (key: string, fallback: boolean): boolean => value(key, 'boolean', undefined, fallback);
+
+  const dModel = number('encoder_embed_dim', preset?.dModel);
+  if (number('decoder_embed_dim', dModel) !== dModel) {
+    fail(`encoder_embed_dim ${dModel} and decoder_embed_dim ${String(args['decoder_embed_dim'])} differ; OFA shares one width`);
+  }
+  const maxPositions = number('max_source_positions', undefined, SHARED.maxPositions);
+  if (number('max_target_positions', undefined, maxPositions) !== maxPositions) {
+    fail(`max_source_positions ${maxPositions} and max_target_positions ${String(args['max_target_positions'])} differ`);
+  }
+  const normformer = ['scale_attn', 'scale_fc', 'scale_heads'].map((key) => flag(key, true));
+  if (flag('scale_resids', false)) fail(`scale_resids is true; this engine implements OFA without residual scaling, as released`);
+
+  const json: Record<string, unknown> = {
+    model_type: 'ofa',
+    vocab_size: vocabSize,
+    d_model: dModel,
+    encoder_layers: number('encoder_layers', preset?.encoderLayers),
+    encoder_attention_heads: number('encoder_attention_heads', preset?.encoderAttentionHeads),
+    encoder_ffn_dim: number('encoder_ffn_embed_dim', preset?.encoderFfnDim),
+    decoder_layers: number('decoder_layers', preset?.decoderLayers),
+    decoder_attention_heads: number('decoder_attention_heads', preset?.decoderAttentionHeads),
+    decoder_ffn_dim: number('decoder_ffn_embed_dim', preset?.decoderFfnDim),
+    resnet_type: value('resnet_type', 'string', preset?.resnetType),
+    max_position_embeddings: maxPositions,
+    token_bucket_size: number('token_bucket_size', undefined, SHARED.tokenBucketSize),
+    image_bucket_size: number('image_bucket_size', undefined, SHARED.imageBucketSize),
+    attn_scale_factor: number('attn_scale_factor', undefined, SHARED.attnScaleFactor),
+    share_decoder_input_output_embed:
+      flag('share_decoder_input_output_embed', SHARED.shareEmbeddings) || flag('share_all_embeddings', false),
+    encoder_normalize_before: flag('encoder_normalize_before', true),
+    decoder_normalize_before: flag('decoder_normalize_before', true),
+    normformer: normformer.every(Boolean),
+    add_type_embedding: flag('add_type_embedding', true),
+    layernorm_embedding: flag('layernorm_embedding', true),
+    patch_layernorm_embedding: flag('patch_layernorm_embedding', true),
+    scale_embedding: !flag('no_scale_embedding', true),
+    entangle_position_embedding: flag('entangle_position_embedding', false),
+    activation_function: value('activation_fn', 'string', undefined, 'gelu'),
+    pad_token_id: SHARED.padTokenId,
+    bos_token_id: SHARED.bosTokenId,
+    eos_token_id: SHARED.eosTokenId,
+    decoder_start_token_id: SHARED.decoderStartTokenId,
+  };
+  if (args['patch_image_size'] !== undefined) json['patch_image_size'] = number('patch_image_size');
+  const thresholds: MueThresholds = {};
+  for (const [stream, key] of Object.entries(MUE_THRESHOLD_ARGUMENTS) as [keyof MueThresholds, string][]) {
+    if (args[key] !== undefined && args[key] !== null) thresholds[stream] = number(key);
+  }
+  if (Object.keys(thresholds).length > 0) {
+    json['mue_decomposed_encoder'] = true;
+    json['mue_exit_thresholds'] = thresholds;
+  }
+  configFromJson(json, `${label} → config.json`);
+  return json;
+}

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -8,11 +8,14 @@ import { floatToHalf } from '../../../src/half.js';
 import { SafetensorsFile } from '../../../src/io/safetensors.js';
 import { loadTorchCheckpoint } from '../../../src/io/torch-checkpoint.js';
 import {
+  TIED_EMBEDDING as TIED,
   convertOfaCheckpoint,
   fairseqToPortName,
   isDroppedBuffer,
   readStateDict,
 } from '../../../src/models/ofa/convert.js';
+import { configFromJson } from '../../../src/models/ofa/config.js';
+import { OfaPipeline } from '../../../src/pipeline.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const SMALL_CHECKPOINT = join(REPO_ROOT, 'test/fixtures/checkpoints/small.pt');
@@ -117,12 +120,12 @@ class PickleWriter {
   str(text: string): this {
     const utf8 = new TextEncoder().encode(text);
     this.op('X').u32(utf8.length);
-    this.bytes.push(...utf8);
+    for (const byte of utf8) this.bytes.push(byte);
     return this;
   }
 
   int(value: number): this {
-    if (value < 256) this.bytes.push(0x4b, value);
+    if (value >= 0 && value < 256) this.bytes.push(0x4b, value);
     else this.op('J').u32(value);
     return this;
   }
@@ -137,8 +140,41 @@ class PickleWriter {
     return this.op('t');
   }
 
+  /** None, bools, ints, floats, strings, lists and dicts (plain objects), as pickle writes them. */
+  value(value: unknown): this {
+    if (value === null) return this.op('N');
+    if (typeof value === 'boolean') return this.op(value ? '\x88' : '\x89');
+    if (typeof value === 'string') return this.str(value);
+    if (typeof value === 'number' && Number.isInteger(value)) return this.int(value);
+    if (typeof value === 'number') {
+      const bytes = new Uint8Array(8);
+      new DataView(bytes.buffer).setFloat64(0, value, false);
+      return this.op('G').raw(...bytes);
+    }
+    if (Array.isArray(value)) {
+      this.op('](');
+      for (const item of value) this.value(item);
+      return this.op('e');
+    }
+    this.op('}(');
+    for (const [key, item] of Object.entries(value as object)) this.str(key).value(item);
+    return this.op('u');
+  }
+
+  /** argparse.Namespace(**fields): NEWOBJ, then BUILD with the fields. */
+  namespace(fields: Record<string, unknown>): this {
+    return this.global('argparse', 'Namespace').op(')\x81').value(fields).op('b');
+  }
+
+  /** `module.name(*args)`: what a pickle of a class off the allow-list looks like. */
+  call(module: string, name: string, args: readonly unknown[]): this {
+    this.global(module, name).op('(');
+    for (const arg of args) this.value(arg);
+    return this.op('tR');
+  }
+
   raw(...bytes: number[]): this {
-    this.bytes.push(...bytes);
+    for (const byte of bytes) this.bytes.push(byte);
     return this;
   }
 
@@ -158,8 +194,21 @@ function rowMajorStride(shape: readonly number[]): number[] {
   return stride;
 }
 
-/** `torch.save(obj, f, _use_new_zipfile_serialization=False)` of `{'model': state_dict}` or of the state dict. */
-function legacyCheckpoint(tensors: readonly TensorSpec[], layout: 'fairseq' | 'huggingface'): Uint8Array {
+interface CheckpointExtras {
+  /** fairseq: the model arguments, pickled as `cfg['model']`, an argparse Namespace. */
+  modelArguments?: Record<string, unknown>;
+  /** fairseq: writes the value of `extra_state`. */
+  extraState?: (pickle: PickleWriter) => void;
+  /** Writes one more `model` entry (key and value) after the tensors. */
+  modelEntry?: (pickle: PickleWriter) => void;
+}
+
+/** `torch.save(obj, f, _use_new_zipfile_serialization=False)` of a fairseq checkpoint dict or of the state dict. */
+function legacyCheckpoint(
+  tensors: readonly TensorSpec[],
+  layout: 'fairseq' | 'huggingface',
+  extras: CheckpointExtras = {},
+): Uint8Array {
   const magic = new PickleWriter().raw(0x8a, 10, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19).finish();
   const protocol = new PickleWriter().op('M').raw(0xe9, 0x03).finish();
   const sysInfo = new PickleWriter().op('}(').str('little_endian').op('\x88').op('u').finish();
@@ -175,8 +224,17 @@ function legacyCheckpoint(tensors: readonly TensorSpec[], layout: 'fairseq' | 'h
     main.int(offset ?? 0).ints(shape).ints(stride ?? rowMajorStride(shape)).op('\x89');
     main.global('collections', 'OrderedDict').op(')R').op('tR');
   }
+  extras.modelEntry?.(main);
   main.op('u');
-  if (layout === 'fairseq') main.op('s');
+  if (layout === 'fairseq') {
+    main.op('s');
+    if (extras.modelArguments) main.str('cfg').op('}').str('model').namespace(extras.modelArguments).op('ss');
+    if (extras.extraState) {
+      main.str('extra_state');
+      extras.extraState(main);
+      main.op('s');
+    }
+  }
 
   const keys = new PickleWriter().op('](');
   for (const key of storages.keys()) keys.str(key);
@@ -254,8 +312,11 @@ describe('convertOfaCheckpoint on a fairseq checkpoint', () => {
     const output = join(workDir, `fairseq.${dtype}.safetensors`);
     const summary = await convertOfaCheckpoint(input, output, { dtype });
 
-    expect(summary).toEqual({
+    expect(summary).toMatchObject({
       layout: 'fairseq',
+      weights: output,
+      configFile: undefined,
+      config: undefined,
       tensorsWritten: 5,
       dropped: ['encoder.token_rp_bucket', 'encoder.embed_images.bn1.num_batches_tracked', 'encoder.version'],
       // decoder.embed_tokens shares the storage; output_projection is an equal copy.
@@ -385,6 +446,228 @@ describe('convertOfaCheckpoint on the golden ofa-tiny-random pytorch_model.bin',
       await converted.close();
       await golden.close();
       await rm(output);
+    }
+  });
+});
+
+/** The architecture arguments of an OFA-tiny fairseq run, as `cfg['model']` holds them (abridged). */
+const TINY_ARGUMENTS = {
+  arch: 'ofa_tiny',
+  encoder_embed_dim: 2,
+  decoder_embed_dim: 2,
+  encoder_layers: 4,
+  decoder_layers: 4,
+  encoder_attention_heads: 2,
+  decoder_attention_heads: 2,
+  resnet_type: 'resnet50',
+  patch_image_size: 480,
+  scale_attn: true,
+  scale_fc: true,
+  scale_heads: true,
+  no_scale_embedding: true,
+  activation_fn: 'gelu',
+  dropout: 0.1,
+};
+
+describe('convertOfaCheckpoint to a model folder', () => {
+  it("writes weights.safetensors and config.json from cfg['model'], creating the folder", async () => {
+    const input = await writeCheckpoint(
+      'with-cfg.pt',
+      legacyCheckpoint(fairseqTensors(new Float32Array(6)), 'fairseq', { modelArguments: TINY_ARGUMENTS }),
+    );
+    const output = join(workDir, 'new', 'model');
+    const summary = await convertOfaCheckpoint(input, output, { dtype: 'f32' });
+    expect(summary.weights).toBe(join(output, 'weights.safetensors'));
+    expect(summary.configFile).toBe(join(output, 'config.json'));
+    expect(summary.config?.source).toBe("cfg['model']");
+    const config = JSON.parse(await readFile(join(output, 'config.json'), 'utf8')) as Record<string, unknown>;
+    // Sizes the arguments give, the rest from the ofa_tiny preset; the vocabulary from the token table.
+    expect(config).toMatchObject({
+      vocab_size: 3,
+      d_model: 2,
+      encoder_attention_heads: 2,
+      encoder_ffn_dim: 1024,
+      resnet_type: 'resnet50',
+      normformer: true,
+      patch_image_size: 480,
+    });
+    expect(config).not.toHaveProperty('mue_decomposed_encoder');
+    const file = await SafetensorsFile.open(summary.weights);
+    expect(JSON.parse(file.metadata['config']!)).toEqual(config);
+    await file.close();
+  });
+
+  it('marks a MuE run: decomposed encoder and the thresholds it was run with', async () => {
+    const mue = { ...TINY_ARGUMENTS, img_thres: 0.99, txt_thres: 0.7, decoder_thres: 0.9 };
+    const input = await writeCheckpoint('mue.pt', legacyCheckpoint(fairseqTensors(new Float32Array(6)), 'fairseq', { modelArguments: mue }));
+    const summary = await convertOfaCheckpoint(input, join(workDir, 'mue-model'), { dtype: 'f32' });
+    expect(summary.config?.json).toMatchObject({
+      mue_decomposed_encoder: true,
+      mue_exit_thresholds: { image: 0.99, text: 0.7, decoder: 0.9 },
+    });
+  });
+
+  it('refuses arguments the engine does not implement, naming them, and writes nothing', async () => {
+    const input = await writeCheckpoint(
+      'scale-resids.pt',
+      legacyCheckpoint(fairseqTensors(new Float32Array(6)), 'fairseq', { modelArguments: { ...TINY_ARGUMENTS, scale_resids: true } }),
+    );
+    const output = join(workDir, 'refused');
+    await expect(convertOfaCheckpoint(input, output, { dtype: 'f32' })).rejects.toThrow(
+      `${input}: cfg['model']: scale_resids is true; this engine implements OFA without residual scaling`,
+    );
+    expect(existsSync(output)).toBe(false);
+  });
+
+  it('needs a config for a folder, and says how to do without one', async () => {
+    const input = await writeCheckpoint('no-cfg.pt', legacyCheckpoint(fairseqTensors(new Float32Array(6)), 'fairseq'));
+    await expect(convertOfaCheckpoint(input, join(workDir, 'no-cfg'), { dtype: 'f32' })).rejects.toThrow(
+      `${input}: no cfg['model'] or args, so the model's config is unknown; write weights.safetensors alone`,
+    );
+    expect(existsSync(join(workDir, 'no-cfg'))).toBe(false);
+  });
+
+  it('takes the config.json beside a Hugging Face checkpoint', async () => {
+    const folder = join(workDir, 'hf-folder');
+    await mkdir(folder);
+    const tensors = fairseqTensors(new Float32Array(6)).filter((t) => !t.name.startsWith('encoder.layers'));
+    const input = join(folder, 'pytorch_model.bin');
+    await writeFile(input, legacyCheckpoint(tensors, 'huggingface'));
+    const config = JSON.parse(await readFile(join(REPO_ROOT, 'weights/ofa-tiny-demo/config.json'), 'utf8')) as object;
+    await writeFile(join(folder, 'config.json'), JSON.stringify(config));
+    const summary = await convertOfaCheckpoint(input, join(workDir, 'hf-out'), { dtype: 'f32' });
+    expect(summary.config?.source).toBe(join(folder, 'config.json'));
+    expect(JSON.parse(await readFile(join(workDir, 'hf-out', 'config.json'), 'utf8'))).toEqual(config);
+  });
+});
+
+describe.each(['fairseq-1gpu.pt', 'fairseq-1gpu-legacy.pt'])('a single-GPU fairseq checkpoint: %s', (name) => {
+  const input = join(REPO_ROOT, 'test/fixtures/checkpoints', name);
+
+  it("converts: every tensor equals model's entry, renamed; the config comes from cfg['model']", async () => {
+    const output = join(workDir, `${name}.model`);
+    const summary = await convertOfaCheckpoint(input, output, { dtype: 'f32' });
+    expect(summary.config?.json).toMatchObject({ d_model: 256, vocab_size: 1000, resnet_type: 'resnet50', patch_image_size: 480 });
+    const checkpoint = await loadTorchCheckpoint(input);
+    const file = await SafetensorsFile.open(summary.weights);
+    try {
+      const { tensors } = readStateDict(checkpoint);
+      const kept = [...tensors].filter(([source]) => !isDroppedBuffer(source));
+      expect(kept.length).toBe(20);
+      expect([...file.tensors.keys()].sort()).toEqual(kept.map(([source]) => fairseqToPortName(source)).sort());
+      for (const [source, tensor] of kept) {
+        const converted = await file.readBytes(fairseqToPortName(source));
+        expect(tensor.dtype).toBe('float32');
+        expect(Buffer.from(converted).equals(await tensor.contiguousBytes()), source).toBe(true);
+      }
+    } finally {
+      await Promise.all([checkpoint.close(), file.close()]);
+    }
+  });
+});
+
+describe('classes off the pickle allow-list', () => {
+  /** os.system('echo pwned'), builtins.eval('…') and subprocess.Popen(['touch', marker]). */
+  const marker = (): string => join(workDir, 'pwned');
+  const hostile = (pickle: PickleWriter): PickleWriter =>
+    pickle
+      .op('(')
+      .call('os', 'system', [`touch ${marker()}`])
+      .call('builtins', 'eval', [`open('${marker()}', 'w')`])
+      .call('subprocess', 'Popen', [['touch', marker()]])
+      .op('l');
+
+  it('load as inert placeholders in extra_state: the checkpoint converts, nothing runs', async () => {
+    const input = await writeCheckpoint(
+      'hostile-extra.pt',
+      legacyCheckpoint(fairseqTensors(new Float32Array(6)), 'fairseq', {
+        extraState: (pickle) => hostile(pickle.op('}').str('meters')).op('s'),
+      }),
+    );
+    const summary = await convertOfaCheckpoint(input, join(workDir, 'hostile-extra.safetensors'), { dtype: 'f32' });
+    expect(summary.tensorsWritten).toBe(6);
+    expect(existsSync(marker())).toBe(false);
+  });
+
+  it.each([
+    ['os', 'system', "os.system('touch"],
+    ['builtins', 'eval', "builtins.eval('open("],
+    ['subprocess', 'Popen', "subprocess.Popen(['touch', "],
+  ])('are refused by name inside model: %s.%s', async (module, name, shown) => {
+    const argument = name === 'Popen' ? [['touch', marker()]] : [name === 'eval' ? `open('${marker()}', 'w')` : `touch ${marker()}`];
+    const input = await writeCheckpoint(
+      `hostile-${name}.pt`,
+      legacyCheckpoint(fairseqTensors(new Float32Array(6)), 'fairseq', {
+        modelEntry: (pickle) => pickle.str('encoder.evil').call(module, name, argument),
+      }),
+    );
+    const output = join(workDir, `hostile-${name}.safetensors`);
+    await expect(convertOfaCheckpoint(input, output, { dtype: 'f32' })).rejects.toThrow(
+      `${input}: model['encoder.evil'] is an object of '${module}.${name}', a class off the pickle allow-list (${shown}`,
+    );
+    expect(existsSync(output)).toBe(false);
+    expect(existsSync(marker())).toBe(false);
+  });
+});
+
+describe('a converted model folder runs as is', () => {
+  /** ofa-arch.md §6.6 backwards: the port's names as OFA's fairseq code spells them. */
+  function portToFairseqName(name: string): string {
+    return name
+      .replace(/^(decoder\.layers\.\d+)\.self_attn_mid_layer_norm\./, '$1.self_attn_ln.')
+      .replace(/^(decoder\.layers\.\d+)\.cross_attn_mid_layer_norm\./, '$1.cross_attn_ln.')
+      .replace(/^(encoder\.layers\.\d+)\.self_attn_mid_layer_norm\./, '$1.attn_ln.')
+      .replace(/\.ffn_layer_norm\./, '.ffn_layernorm.')
+      .replace(/^(decoder\.layers\.\d+)\.cross_attn_layer_norm\./, '$1.encoder_attn_layer_norm.')
+      .replace(/^(decoder\.layers\.\d+)\.cross_attn\./, '$1.encoder_attn.');
+  }
+
+  it('converts the demo model saved the fairseq way into the same model, which captions with its config as is', async () => {
+    const demo = join(REPO_ROOT, 'weights/ofa-tiny-demo');
+    const weights = await SafetensorsFile.open(join(demo, 'weights.safetensors'));
+    const tensors: TensorSpec[] = [];
+    const embedding: StorageSpec = { key: 'embedding', type: 'HalfStorage', data: await weights.readHalfBits(TIED) };
+    for (const [name, info] of weights.tensors) {
+      const storage = name === TIED ? embedding : { key: name, type: 'HalfStorage' as const, data: await weights.readHalfBits(name) };
+      tensors.push({ name: portToFairseqName(name), storage, shape: info.shape });
+    }
+    // fairseq keeps the three views of the token table (one storage) and the integer buffers.
+    for (const alias of ['decoder.embed_tokens.weight', 'decoder.output_projection.weight']) {
+      tensors.push({ name: alias, storage: embedding, shape: weights.info(TIED).shape });
+    }
+    tensors.push({ name: 'encoder.token_rp_bucket', storage: { key: 'rp', type: 'LongStorage', data: new BigInt64Array(4) }, shape: [2, 2] });
+
+    // A small image size, recorded in the arguments the way a fine-tuning run records 480.
+    const modelArguments = { arch: 'ofa_tiny', patch_image_size: 32 };
+    const input = await writeCheckpoint('demo-fairseq.pt', legacyCheckpoint(tensors, 'fairseq', { modelArguments }));
+    const folder = join(workDir, 'demo-converted');
+    const summary = await convertOfaCheckpoint(input, folder, { dtype: 'f16' });
+    expect(summary.renamed).toBeGreaterThan(0);
+    expect(summary.aliases).toEqual({ 'decoder.embed_tokens.weight': TIED, 'decoder.output_projection.weight': TIED });
+
+    const converted = await SafetensorsFile.open(summary.weights);
+    const original = await SafetensorsFile.open(join(demo, 'weights.safetensors'));
+    try {
+      expect([...converted.tensors.keys()].sort()).toEqual([...original.tensors.keys()].sort());
+      for (const name of original.tensors.keys()) {
+        expect(Buffer.from(await converted.readBytes(name)).equals(await original.readBytes(name)), name).toBe(true);
+      }
+    } finally {
+      await Promise.all([converted.close(), original.close()]);
+    }
+    const demoConfig = configFromJson(JSON.parse(await readFile(join(demo, 'config.json'), 'utf8')));
+    expect(configFromJson(JSON.parse(await readFile(join(folder, 'config.json'), 'utf8')))).toEqual(demoConfig);
+
+    const pipeline = await OfaPipeline.load(folder, { backend: 'cpu' });
+    try {
+      expect(pipeline.imageSize).toBe(32);
+      const { tokens } = await pipeline.caption(join(REPO_ROOT, 'test/fixtures/preprocess/photo-97x61.png'), {
+        beamSize: 1,
+        maxLenB: 2,
+      });
+      expect(tokens.length).toBeGreaterThan(0);
+    } finally {
+      pipeline.dispose();
     }
   });
 });
