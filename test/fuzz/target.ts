@@ -8,7 +8,7 @@
  *   naming the file, the part and the problem);
  * - crash: `run` threw anything else (RangeError, TypeError, a message not naming the part);
  * - hang: `run` did not settle within the time budget;
- * - out of memory: the worker went over its memory budget;
+ * - out of memory: the process running it went over its memory budget (or an allocation failed);
  * - accepted garbage: `run` resolved but `acceptedGarbage` says why accepting was wrong;
  * - accepted: `run` resolved.
  *
@@ -32,4 +32,18 @@ export interface FuzzTarget {
   isCleanError(error: unknown): boolean;
   /** For accepted inputs: why this acceptance is wrong, if the target can tell (e.g. a CRC that does not match). */
   acceptedGarbage?(bytes: Uint8Array): string | undefined;
+  /** Byte strings the mutators may insert or overwrite with (opcodes, keywords, markers); none by default. */
+  dictionary?(): Uint8Array[];
+  /** Per-case limits where the defaults (`DEFAULT_BUDGET`) do not fit the format. */
+  budget?: Partial<FuzzBudget>;
 }
+
+/** What one case may cost before it counts as a hang or as out of memory. */
+export interface FuzzBudget {
+  /** Wall time of `run`. */
+  timeMs: number;
+  /** Peak resident memory of the process running the case (which starts around 100–200 MB). */
+  memoryMb: number;
+}
+
+export const DEFAULT_BUDGET: FuzzBudget = { timeMs: 2000, memoryMb: 640 };
