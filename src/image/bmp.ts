@@ -96,7 +96,7 @@ function readHeader(bytes: Uint8Array, label: string): BmpHeader {
     }
   } else if (compression === Compression.Rgb) {
     masks = bits === 32 ? MASK_BGRX : bits === 16 ? MASK_555 : [];
-  } else if (!((compression === Compression.Rle8 && bits === 8) || (compression === Compression.Rle4 && bits === 4))) {
+  } else if (!((compression === Compression.Rle8 || compression === Compression.Rle4) && bits <= 8)) {
     throw new ImageDecodeError(label, `unsupported BMP: compression ${compression} with ${bits} bits per pixel`);
   }
 
@@ -125,10 +125,12 @@ function channelOf(pixel: number, mask: number): number {
 function decodeUncompressed(bytes: Uint8Array, header: BmpHeader, label: string): RgbImage {
   const { width, height, bits, masks, palette, dataOffset, topDown } = header;
   const stride = Math.ceil((width * bits) / 32) * 4;
-  if (dataOffset + stride * height > bytes.length) {
+  // Rows are padded to 4 bytes, but the last row's padding need not be there (nor is it for Pillow).
+  const needed = stride * (height - 1) + Math.ceil((width * bits) / 8);
+  if (dataOffset + needed > bytes.length) {
     throw new ImageDecodeError(
       label,
-      `truncated BMP: ${width}×${height} at ${bits} bits needs ${stride * height} bytes of pixels from byte ${dataOffset}, the file has ${Math.max(0, bytes.length - dataOffset)}`,
+      `truncated BMP: ${width}×${height} at ${bits} bits needs ${needed} bytes of pixels from byte ${dataOffset}, the file has ${Math.max(0, bytes.length - dataOffset)}`,
     );
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);

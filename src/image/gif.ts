@@ -64,7 +64,8 @@ function readFirstFrame(bytes: Uint8Array, label: string): { screenWidth: number
       need(offset, 2, 'extension');
       const kind = bytes[offset + 1]!;
       offset += 2;
-      const [data, next] = readSubBlocks(bytes, offset, label);
+      const { data, next, cutAt } = readSubBlocks(bytes, offset);
+      if (cutAt !== undefined) throw new ImageDecodeError(label, `truncated GIF: the file ends inside an extension's data at byte ${cutAt}`);
       if (kind === GRAPHIC_CONTROL && data.length >= 4) transparentIndex = data[0]! & 1 ? data[3] : undefined;
       offset = next;
       continue;
@@ -75,6 +76,9 @@ function readFirstFrame(bytes: Uint8Array, label: string): { screenWidth: number
     const localTableLength = tableSize(flags);
     need(offset + 10, localTableLength + 1, 'local colour table');
     const localPalette = localTableLength > 0 ? bytes.subarray(offset + 10, offset + 10 + localTableLength) : undefined;
+    const width = view.getUint16(offset + 5, true);
+    const height = view.getUint16(offset + 7, true);
+    if (width === 0 || height === 0) throw new ImageDecodeError(label, `corrupt GIF: the first frame (at byte ${offset}) has zero size (${width}×${height})`);
     const codeSizeAt = offset + 10 + localTableLength;
     const minimumCodeSize = bytes[codeSizeAt]!;
     if (minimumCodeSize < 1 || minimumCodeSize >= MAX_CODE_WIDTH) {
@@ -86,8 +90,8 @@ function readFirstFrame(bytes: Uint8Array, label: string): { screenWidth: number
       frame: {
         left: view.getUint16(offset + 1, true),
         top: view.getUint16(offset + 3, true),
-        width: view.getUint16(offset + 5, true),
-        height: view.getUint16(offset + 7, true),
+        width,
+        height,
         interlaced: (flags & 0x40) !== 0,
         palette: localPalette ?? globalPalette,
         transparentIndex,
@@ -98,33 +102,38 @@ function readFirstFrame(bytes: Uint8Array, label: string): { screenWidth: number
   }
 }
 
-/** Concatenates the sub-blocks starting at `offset`; returns them and the offset after the terminator. */
-function readSubBlocks(bytes: Uint8Array, offset: number, label: string): [Uint8Array, number] {
+/**
+ * Concatenates the sub-blocks starting at `offset`, up to their terminator or the end of the
+ * file (`cutAt`: where the file ended inside them); `next` is the offset after the terminator.
+ */
+function readSubBlocks(bytes: Uint8Array, offset: number): { data: Uint8Array; next: number; cutAt?: number } {
   const parts: Uint8Array[] = [];
-  let total = 0;
+  let cutAt: number | undefined;
   for (;;) {
-    if (offset >= bytes.length) throw new ImageDecodeError(label, `truncated GIF: the file ends inside a data sub-block list at byte ${offset}`);
+    if (offset >= bytes.length) {
+      cutAt = offset;
+      break;
+    }
     const size = bytes[offset]!;
     if (size === 0) break;
-    if (offset + 1 + size > bytes.length) throw new ImageDecodeError(label, `truncated GIF: the sub-block at byte ${offset} needs ${size + 1} bytes`);
+    if (offset + 1 + size > bytes.length) cutAt = offset;
     parts.push(bytes.subarray(offset + 1, offset + 1 + size));
-    total += size;
     offset += 1 + size;
   }
-  const data = new Uint8Array(total);
+  const data = new Uint8Array(parts.reduce((total, part) => total + part.length, 0));
   let at = 0;
   for (const part of parts) {
     data.set(part, at);
     at += part.length;
   }
-  return [data, offset + 1];
+  return { data, next: offset + 1, cutAt };
 }
 
 /**
  * LZW-decodes `pixelCount` indices (GIF's variant: variable code width up to 12 bits, clear and
  * end codes, no new entries once the table is full). Data after the frame is complete is ignored.
  */
-function decodeLzw(data: Uint8Array, minimumCodeSize: number, pixelCount: number, label: string): Uint8Array {
+function decodeLzw(data: Uint8Array, minimumCodeSize: number, pixelCount: number, label: string, cutAt: number | undefined): Uint8Array {
   const clear = 1 << minimumCodeSize;
   const end = clear + 1;
   const prefix = new Int16Array(1 << MAX_CODE_WIDTH);
@@ -182,7 +191,8 @@ function decodeLzw(data: Uint8Array, minimumCodeSize: number, pixelCount: number
     previous = code;
   }
   if (written < pixelCount) {
-    throw new ImageDecodeError(label, `truncated GIF: the image data ends after ${written} of ${pixelCount} pixels`);
+    const where = cutAt === undefined ? 'the image data ends' : `the file ends inside the image data (at byte ${cutAt})`;
+    throw new ImageDecodeError(label, `truncated GIF: ${where} after ${written} of ${pixelCount} pixels`);
   }
   return out;
 }
@@ -192,8 +202,9 @@ export function decodeGif(bytes: Uint8Array, label: string, maxPixels: number): 
   const width = Math.max(screenWidth, frame.left + frame.width);
   const height = Math.max(screenHeight, frame.top + frame.height);
   checkImageSize(width, height, maxPixels, label);
-  const [data] = readSubBlocks(bytes, frame.dataOffset, label);
-  const frameIndices = decodeLzw(data, frame.minimumCodeSize, frame.width * frame.height, label);
+  // Like Pillow, a file cut after the frame's last pixel still decodes.
+  const { data, cutAt } = readSubBlocks(bytes, frame.dataOffset);
+  const frameIndices = decodeLzw(data, frame.minimumCodeSize, frame.width * frame.height, label, cutAt);
 
   const canvas = new Uint8Array(width * height).fill(frame.transparentIndex ?? 0);
   const rowOrder = frame.interlaced

@@ -79,12 +79,16 @@ function readFrame(bytes: Uint8Array, marker: number, at: number, length: number
   return { width, height, blocks, huffman: HUFFMAN_FRAMES.has(marker) };
 }
 
-/** Offset of the next marker after entropy-coded data starting at `from` (FF00 is a stuffed byte, RSTn belong to the scan). */
+/**
+ * Offset of the next marker after entropy-coded data starting at `from`: FF00 is a stuffed byte,
+ * RSTn belong to the scan, and so do codes below 0xC0, which are no markers (libjpeg skips them
+ * when it resynchronises at the next restart marker, and fails on them otherwise).
+ */
 function endOfEntropyData(bytes: Uint8Array, from: number): number {
   for (let i = from; i + 1 < bytes.length; i++) {
     if (bytes[i] !== 0xff) continue;
     const next = bytes[i + 1]!;
-    if (next !== 0 && next !== 0xff && (next < Marker.RST0 || next > Marker.RST7)) return i;
+    if (next >= 0xc0 && next !== 0xff && (next < Marker.RST0 || next > Marker.RST7)) return i;
   }
   return bytes.length;
 }

@@ -3,8 +3,8 @@
  * tRNS are dropped without compositing, grey is replicated, palette indices beyond the palette
  * read as Pillow's grey ramp, and no gamma, ICC profile or EXIF orientation is applied. Like
  * Pillow, chunk checksums are verified up to the image data and the zlib stream's own checksum
- * guards the image data; only the first run of IDAT chunks is image data, and bytes after IEND
- * (or a missing IEND) are ignored.
+ * guards the image data; the first run of IDAT chunks is the image data and nothing after it is
+ * read (IEND may be missing), and a file cut inside the image data decodes if it holds enough.
  *
  * Our own rather than a library's because inflating must stop at the size the header declares
  * (a 1×1 image whose data inflates to 1 GiB costs nothing here); `pako` does the inflating.
@@ -99,14 +99,20 @@ function readChunks(bytes: Uint8Array, label: string): PngChunks {
   let header: PngHeader | undefined;
   let palette: Uint8Array | undefined;
   const imageData: Uint8Array[] = [];
-  let imageDataEnded = false;
   for (let offset = SIGNATURE_LENGTH; offset < bytes.length; ) {
+    // Like Pillow, nothing after the image data is read: it cannot change the pixels.
+    if (imageData.length > 0 && (offset + 8 > bytes.length || typeAt(offset) !== 'IDAT')) break;
     if (offset + 8 > bytes.length) {
       throw new ImageDecodeError(label, `truncated PNG: file ends inside a chunk header at byte ${offset}`);
     }
     const type = typeAt(offset);
     const dataLength = view.getUint32(offset);
     const chunkEnd = offset + 12 + dataLength;
+    if (chunkEnd > bytes.length && type === 'IDAT') {
+      // The file ends inside the image data: like Pillow, decode what is there (enough or not).
+      imageData.push(bytes.subarray(offset + 8, chunkEnd - 4));
+      break;
+    }
     if (chunkEnd > bytes.length) {
       throw new ImageDecodeError(
         label,
@@ -123,17 +129,16 @@ function readChunks(bytes: Uint8Array, label: string): PngChunks {
     if (type === 'IHDR') {
       if (header !== undefined) throw new ImageDecodeError(label, `corrupt PNG: a second IHDR chunk at byte ${offset}`);
       header = readHeader(bytes, view, label);
-    } else if (type === 'PLTE' && imageData.length === 0) {
+    } else if (type === 'PLTE') {
       if (dataLength % 3 !== 0 || dataLength > 256 * 3) {
         throw new ImageDecodeError(label, `corrupt PNG: PLTE chunk at byte ${offset} has ${dataLength} bytes, not 3 per entry for up to 256 entries`);
       }
       palette = data;
     } else if (type === 'IDAT') {
-      if (!imageDataEnded) imageData.push(data);
+      imageData.push(data);
     } else if (type === 'IEND') {
       break;
     }
-    if (imageData.length > 0 && type !== 'IDAT') imageDataEnded = true;
     offset = chunkEnd;
   }
   if (imageData.length === 0) throw new ImageDecodeError(label, 'truncated or corrupt PNG: no image data (IDAT chunk)');

@@ -2,7 +2,7 @@
  * PNG files written for tests: every colour type, bit depth and interlacing, with valid checksums,
  * so that tests and fuzz seeds can make exactly the file (or the damage) they need.
  */
-import { deflateSync } from 'node:zlib';
+import { constants as zlibConstants, deflateRawSync, deflateSync } from 'node:zlib';
 
 const CRC_TABLE = Uint32Array.from({ length: 256 }, (_, n) => {
   let c = n;
@@ -102,4 +102,22 @@ export function withHeader(png: Uint8Array, edit: (header: DataView) => void): U
   const edited = png.slice();
   edited.set(pngChunk('IHDR', header), 8);
   return edited;
+}
+
+const MIB = 2 ** 20;
+
+/**
+ * A zlib stream that inflates to `mebibytes` MiB of zeros without ever holding them: one
+ * compressed MiB ends in a full flush (byte-aligned, no back references), so it can be repeated.
+ */
+export function zerosZlibStream(mebibytes: number): Uint8Array {
+  const block = deflateRawSync(new Uint8Array(MIB), { finishFlush: zlibConstants.Z_FULL_FLUSH });
+  const stream = new Uint8Array(2 + block.length * mebibytes + 2 + 4);
+  stream.set([0x78, 0x9c]);
+  for (let i = 0; i < mebibytes; i++) stream.set(block, 2 + i * block.length);
+  const end = 2 + block.length * mebibytes;
+  // An empty final block with fixed codes, then Adler-32 of the zeros: a = 1, b = length mod 65521.
+  stream.set([0x03, 0x00], end);
+  new DataView(stream.buffer).setUint32(end + 2, ((((mebibytes * MIB) % 65521) << 16) | 1) >>> 0);
+  return stream;
 }

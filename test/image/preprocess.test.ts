@@ -207,7 +207,11 @@ describe('decodeImage: PNG errors name the file and the problem', () => {
 
   it('rejects a truncated PNG', async () => {
     const png = smallPng();
-    await expect(decodeImage(png.subarray(0, 60), 'cut.png')).rejects.toThrow(/^cut\.png: truncated PNG: the "IDAT" chunk/);
+    // Cut inside the image data: decoded as far as it goes, as Pillow does, which is not far enough.
+    await expect(decodeImage(png.subarray(0, 60), 'cut.png')).rejects.toThrow(/^cut\.png: truncated PNG: image data holds 5 of the 200 bytes a 8×8 image needs/);
+    // Cut inside a chunk before the image data.
+    const withText = concat([png.subarray(0, 33), pngChunk('tEXt', new TextEncoder().encode('Title\0a photo')), png.subarray(33)]);
+    await expect(decodeImage(withText.subarray(0, 45), 'cut-text.png')).rejects.toThrow(/^cut-text\.png: truncated PNG: the "tEXt" chunk at byte 33 needs 25 bytes, the file ends after 12/);
     await expect(decodeImage(png.subarray(0, 20), 'cut.png')).rejects.toThrow(/^cut\.png: truncated or corrupt PNG: no complete IHDR/);
     await expect(decodeImage(png.subarray(0, 33), 'header-only.png')).rejects.toThrow(/^header-only\.png: truncated or corrupt PNG: no image data \(IDAT chunk\)/);
   });
