@@ -1,11 +1,13 @@
 /**
- * Writes the WebAssembly decoders into `src/image/wasm/*.wasm.ts` as base64 strings, so that
- * image decoding needs no file or network access in Node, Deno or a browser bundle.
+ * Writes the WebAssembly decoders that come from npm packages into `src/image/wasm/*.wasm.ts` as
+ * base64 strings, so that image decoding needs no file or network access in Node, Deno or a
+ * browser bundle.
  *
  *   npx tsx scripts/inline-wasm.ts
  *
- * Run it after updating `@cwasm/jpeg-turbo` or `@jsquash/webp` (both pinned in package.json);
- * `test/image/wasm.test.ts` fails while the inlined bytes differ from the installed packages.
+ * Run it after updating `@jsquash/webp` (pinned in package.json: its glue code and its .wasm go
+ * together); `test/image/wasm.test.ts` fails while the inlined bytes differ from the installed
+ * package.
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';

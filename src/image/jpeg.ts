@@ -1,7 +1,8 @@
 /**
- * JPEG → 8-bit RGB exactly as Pillow 9.4 decodes it: Pillow uses libjpeg-turbo (islow integer
- * IDCT, "fancy" interpolated chroma upsampling), and so do we, as WebAssembly (libjpeg-turbo's
- * TurboJPEG API, `@cwasm/jpeg-turbo`'s WASI build, inlined in `wasm/libjpeg-turbo.wasm.ts`).
+ * JPEG → 8-bit RGB exactly as Pillow 9.4 decodes it: Pillow uses libjpeg-turbo 2.1 (islow
+ * integer IDCT, "fancy" interpolated chroma upsampling), and so do we: libjpeg-turbo 2.1.5's
+ * decompressor built for WebAssembly (scripts/libjpeg-turbo-wasm/, inlined in
+ * `wasm/libjpeg-turbo.wasm.ts`), driven as Pillow's JpegDecode.c drives it.
  * Grey and YCbCr images come out as RGB from libjpeg-turbo itself; CMYK and YCCK images come out
  * as CMYK, which Pillow reads as inverted (Adobe's convention, rawmode "CMYK;I") and converts
  * with its own formula.
@@ -153,64 +154,71 @@ function readStructure(bytes: Uint8Array, maxPixels: number, label: string): Jpe
   return frame!;
 }
 
-/** TurboJPEG's pixel formats (TJPF_*) and colour spaces (TJCS_*) that we use. */
-const PixelFormat = { RGB: 0, CMYK: 11 } as const;
-const ColorSpace = { CMYK: 3, YCCK: 4 } as const;
+/** libjpeg's J_COLOR_SPACE values that decode to CMYK. */
+const ColorSpace = { CMYK: 4, YCCK: 5 } as const;
 
-/** libjpeg reports a fatal error through longjmp; the WASI build's longjmp lands here. */
-class LibjpegFatalError extends Error {}
+/** A fatal libjpeg error (its message text), thrown by the host's `fatal` import. */
+class LibjpegError extends Error {}
 
-interface TurboJpegExports {
+interface LibjpegExports {
   memory: WebAssembly.Memory;
   malloc(size: number): number;
-  tjInitDecompress(): number;
-  tjDecompressHeader3(handle: number, input: number, size: number, width: number, height: number, subsampling: number, colorspace: number): number;
-  tjDecompress2(handle: number, input: number, size: number, output: number, width: number, pitch: number, height: number, format: number, flags: number): number;
+  /** Reads the headers; writes width, height, colour space and component count to `header`. */
+  open_decoder(input: number, size: number, header: number): number;
+  /** Decodes every row to RGB (or CMYK) at `pixels` and reads to the end of the image. */
+  decode(decoder: number, pixels: number, cmyk: number): void;
 }
 
 const libjpegTurbo = lazyWasmModule(LIBJPEG_TURBO_WASM);
 
 /**
- * A fresh instance per image: libjpeg leaves its memory behind when it bails out through
- * longjmp, and a WebAssembly memory never shrinks, so each decode starts from a small one that
- * is garbage once the image is copied out.
+ * A fresh instance per image: libjpeg leaves its memory behind when it fails, and a WebAssembly
+ * memory never shrinks, so each decode starts from a small one that is garbage once the image is
+ * copied out.
  */
-async function instantiate(): Promise<TurboJpegExports> {
+async function instantiate(): Promise<LibjpegExports> {
   let memory: WebAssembly.Memory | undefined;
-  const ignore = (): number => 0;
+  const cString = (at: number): string => {
+    const bytes = new Uint8Array(memory!.buffer, at);
+    return new TextDecoder().decode(bytes.subarray(0, bytes.indexOf(0)));
+  };
+  // The C library's start-up and stdio need these to exist; libjpeg's messages come through `fatal`.
+  const unused = (): number => 0;
   const imports = {
     env: {
-      setjmp: (): number => 0,
-      longjmp: (): never => {
-        throw new LibjpegFatalError();
+      fatal: (message: number): never => {
+        throw new LibjpegError(cString(message));
       },
     },
-    // libjpeg only prints its messages; nothing else of WASI is used.
     wasi_snapshot_preview1: {
-      fd_write: (_fd: number, iovs: number, count: number, written: number): number => {
-        const view = new DataView(memory!.buffer);
-        let total = 0;
-        for (let i = 0; i < count; i++) total += view.getUint32(iovs + 8 * i + 4, true);
-        view.setUint32(written, total, true);
-        return 0;
-      },
+      fd_write: unused,
+      fd_close: unused,
+      fd_seek: unused,
+      environ_get: unused,
       environ_sizes_get: (count: number, size: number): number => {
         new DataView(memory!.buffer).setUint32(count, 0, true);
         new DataView(memory!.buffer).setUint32(size, 0, true);
         return 0;
       },
-      environ_get: ignore,
-      fd_close: ignore,
-      fd_seek: ignore,
       proc_exit: (code: number): never => {
-        throw new LibjpegFatalError(`exit ${code}`);
+        throw new LibjpegError(`exit ${code}`);
       },
     },
   };
   const instance = await WebAssembly.instantiate(await libjpegTurbo(), imports);
-  const exports = instance.exports as unknown as TurboJpegExports;
+  const exports = instance.exports as unknown as LibjpegExports;
   memory = exports.memory;
   return exports;
+}
+
+/** Runs a libjpeg call, turning its fatal error into one naming the file and the stage. */
+function libjpegCall<T>(call: () => T, label: string, stage: string): T {
+  try {
+    return call();
+  } catch (error) {
+    if (!(error instanceof LibjpegError)) throw error;
+    throw new ImageDecodeError(label, `corrupt or unsupported JPEG: ${error.message} (libjpeg-turbo, ${stage})`);
+  }
 }
 
 /** Pillow's CMYK → RGB (Convert.c `cmyk2rgb`) on inverted samples (rawmode "CMYK;I"). */
@@ -231,35 +239,23 @@ function invertedCmykToRgb(cmyk: Uint8Array, pixels: number): Uint8Array {
 
 export async function decodeJpeg(bytes: Uint8Array, label: string, maxPixels: number): Promise<RgbImage> {
   const { width, height } = readStructure(bytes, maxPixels, label);
-  const turbo = await instantiate();
-  const input = turbo.malloc(bytes.length);
-  new Uint8Array(turbo.memory.buffer, input, bytes.length).set(bytes);
-  const handle = turbo.tjInitDecompress();
-  const info = turbo.malloc(16);
-  try {
-    if (turbo.tjDecompressHeader3(handle, input, bytes.length, info, info + 4, info + 8, info + 12) !== 0) {
-      throw new LibjpegFatalError();
-    }
-  } catch (error) {
-    if (!(error instanceof LibjpegFatalError)) throw error;
-    throw new ImageDecodeError(label, 'corrupt or unsupported JPEG: libjpeg-turbo refuses its headers (tables or frame)');
-  }
-  const [declaredWidth, declaredHeight, , colorSpace] = new Int32Array(turbo.memory.buffer, info, 4);
+  const libjpeg = await instantiate();
+  const input = libjpeg.malloc(bytes.length);
+  const header = libjpeg.malloc(16);
+  if (input === 0 || header === 0) throw new ImageDecodeError(label, `JPEG too large: no memory for its ${bytes.length} bytes`);
+  new Uint8Array(libjpeg.memory.buffer, input, bytes.length).set(bytes);
+  const decoder = libjpegCall(() => libjpeg.open_decoder(input, bytes.length, header), label, 'reading the headers');
+  const [declaredWidth, declaredHeight, colorSpace] = new Int32Array(libjpeg.memory.buffer, header, 3);
   if (declaredWidth !== width || declaredHeight !== height) {
     throw new ImageDecodeError(label, `corrupt JPEG: libjpeg-turbo reads a ${declaredWidth}×${declaredHeight} frame, the frame header says ${width}×${height}`);
   }
   const cmyk = colorSpace === ColorSpace.CMYK || colorSpace === ColorSpace.YCCK;
   const channels = cmyk ? 4 : 3;
-  const output = turbo.malloc(width * height * channels);
+  const output = libjpeg.malloc(width * height * channels);
   if (output === 0) throw new ImageDecodeError(label, `JPEG too large: no memory for a ${width}×${height} image`);
-  try {
-    // A non-zero status with pixels written is a warning (corrupt entropy data, extraneous
-    // bytes): Pillow decodes through those too. Truncation was ruled out above.
-    turbo.tjDecompress2(handle, input, bytes.length, output, width, width * channels, height, cmyk ? PixelFormat.CMYK : PixelFormat.RGB, 0);
-  } catch (error) {
-    if (!(error instanceof LibjpegFatalError)) throw error;
-    throw new ImageDecodeError(label, 'corrupt or unsupported JPEG: libjpeg-turbo cannot decode its scan data');
-  }
-  const samples = new Uint8Array(turbo.memory.buffer, output, width * height * channels);
+  // Corrupt entropy data and garbage between segments are warnings that libjpeg decodes through,
+  // as Pillow does; truncation was ruled out above.
+  libjpegCall(() => libjpeg.decode(decoder, output, cmyk ? 1 : 0), label, 'decoding the image data');
+  const samples = new Uint8Array(libjpeg.memory.buffer, output, width * height * channels);
   return { width, height, data: cmyk ? invertedCmykToRgb(samples, width * height) : samples.slice() };
 }

@@ -1,11 +1,8 @@
-/** Where each inlined WebAssembly decoder comes from (`scripts/inline-wasm.ts` writes them). */
+/**
+ * The WebAssembly decoders inlined from npm packages (`scripts/inline-wasm.ts` writes them);
+ * libjpeg-turbo's is built from source instead (scripts/libjpeg-turbo-wasm/build.sh).
+ */
 export const INLINED_WASM = [
-  {
-    module: 'libjpeg-turbo.wasm',
-    exportName: 'LIBJPEG_TURBO_WASM',
-    packageFile: '@cwasm/jpeg-turbo/jpeg-turbo.wasm',
-    description: 'libjpeg-turbo 2.0 with its TurboJPEG API, built for WASI',
-  },
   {
     module: 'libwebp.wasm',
     exportName: 'LIBWEBP_WASM',
