@@ -49,14 +49,17 @@ function imageTarget(name: string, extension: string, parts: Omit<FuzzTarget, 'n
 
 const PNG_SIGNATURE_LENGTH = 8;
 
-/** Chunks as [type, data offset, data length, checksum matches], up to IEND or a cut chunk. */
+/** Chunks with their data's offset and length, up to IEND or a cut chunk (whose data is what the file holds). */
 function pngChunks(bytes: Uint8Array): { type: string; at: number; length: number; crcOk: boolean }[] {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const chunks = [];
-  for (let at = PNG_SIGNATURE_LENGTH; at + 12 <= bytes.length; ) {
+  for (let at = PNG_SIGNATURE_LENGTH; at + 8 <= bytes.length; ) {
     const length = view.getUint32(at);
     const type = String.fromCharCode(...bytes.subarray(at + 4, at + 8));
-    if (at + 12 + length > bytes.length) break;
+    if (at + 12 + length > bytes.length) {
+      chunks.push({ type, at: at + 8, length: Math.max(0, bytes.length - at - 8), crcOk: false });
+      break;
+    }
     chunks.push({ type, at: at + 8, length, crcOk: crc32(bytes.subarray(at + 4, at + 8 + length)) === view.getUint32(at + 8 + length) });
     if (type === 'IEND') break;
     at += 12 + length;
@@ -89,15 +92,16 @@ function inflatesBeforeFault(data: Uint8Array, needed: number): boolean {
 }
 
 /**
- * Independent of src/image/png.ts: one IHDR, intact chunks before the image data, and image data
- * from which node's zlib inflates what the header's size needs before any fault (what follows the
- * image is not read, by Pillow either).
+ * Independent of src/image/png.ts: one IHDR and intact chunks before the image data, and image
+ * data from which node's zlib inflates what the header's size needs before any fault (what
+ * follows the image data is not read, by Pillow either).
  */
 function pngGarbage(bytes: Uint8Array): string | undefined {
   const chunks = pngChunks(bytes);
-  if (chunks.filter(({ type }) => type === 'IHDR').length !== 1) return 'accepted a PNG without exactly one IHDR';
   const firstData = chunks.findIndex(({ type }) => type === 'IDAT');
-  if (chunks.slice(0, firstData).some(({ crcOk }) => !crcOk)) return 'accepted a PNG with a bad checksum before its image data';
+  const beforeData = chunks.slice(0, firstData);
+  if (beforeData.filter(({ type }) => type === 'IHDR').length !== 1) return 'accepted a PNG without exactly one IHDR before its image data';
+  if (beforeData.some(({ crcOk }) => !crcOk)) return 'accepted a PNG with a bad checksum before its image data';
   if (bytes[28] !== 0) return undefined; // Adam7 sizes: trust the decoder's own accounting.
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const channels = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 }[bytes[25]!] ?? 0;
@@ -210,15 +214,40 @@ function bmpBombs(): FuzzCase[] {
   ];
 }
 
+const ascii = (...words: string[]): Uint8Array[] => words.map((word) => new TextEncoder().encode(word));
+const bytes = (...sequences: number[][]): Uint8Array[] => sequences.map((sequence) => new Uint8Array(sequence));
+
 export const targets: FuzzTarget[] = [
-  imageTarget('png', 'png', { seeds: pngSeeds, handmade: pngBombs, acceptedGarbage: pngGarbage }),
+  imageTarget('png', 'png', {
+    seeds: pngSeeds,
+    handmade: pngBombs,
+    acceptedGarbage: pngGarbage,
+    dictionary: () => ascii('IHDR', 'PLTE', 'IDAT', 'IEND', 'tRNS', 'tEXt'),
+  }),
   imageTarget('jpeg', 'jpg', {
     // The small ones (every kind but the 60–90 KB photographs), so that mutations stay quick.
     seeds: () => fixtures('preprocess-jpeg/', '.jpg').filter(({ bytes }) => bytes.length < 30_000),
     handmade: jpegBombs,
     acceptedGarbage: jpegGarbage,
+    // SOI, SOF0, SOF2, DHT, DQT, DRI, SOS, RST0, EOI, APP14 (Adobe).
+    dictionary: () => bytes([0xff, 0xd8], [0xff, 0xc0], [0xff, 0xc2], [0xff, 0xc4], [0xff, 0xdb], [0xff, 0xdd], [0xff, 0xda], [0xff, 0xd0], [0xff, 0xd9], [0xff, 0xee]),
   }),
-  imageTarget('webp', 'webp', { seeds: () => fixtures('preprocess-jpeg/', '.webp'), handmade: webpBombs, acceptedGarbage: webpGarbage }),
-  imageTarget('gif', 'gif', { seeds: () => fixtures('preprocess-jpeg/pillow/', '.gif'), handmade: gifBombs }),
-  imageTarget('bmp', 'bmp', { seeds: () => [...fixtures('preprocess-jpeg/', '.bmp'), ...fixtures('preprocess-jpeg/pillow/', '.bmp')], handmade: bmpBombs }),
+  imageTarget('webp', 'webp', {
+    seeds: () => fixtures('preprocess-jpeg/', '.webp'),
+    handmade: webpBombs,
+    acceptedGarbage: webpGarbage,
+    dictionary: () => ascii('RIFF', 'WEBP', 'VP8 ', 'VP8L', 'VP8X', 'ALPH', 'ANIM'),
+  }),
+  imageTarget('gif', 'gif', {
+    seeds: () => fixtures('preprocess-jpeg/pillow/', '.gif'),
+    handmade: gifBombs,
+    // Extension and image introducers, graphic control extension, trailer.
+    dictionary: () => bytes([0x21, 0xf9, 0x04], [0x2c], [0x3b], [0x00]),
+  }),
+  imageTarget('bmp', 'bmp', {
+    seeds: () => [...fixtures('preprocess-jpeg/', '.bmp'), ...fixtures('preprocess-jpeg/pillow/', '.bmp')],
+    handmade: bmpBombs,
+    // Header sizes (core, INFO, V4, V5) and RLE escapes.
+    dictionary: () => bytes([12, 0, 0, 0], [40, 0, 0, 0], [108, 0, 0, 0], [124, 0, 0, 0], [0, 0], [0, 1], [0, 2]),
+  }),
 ];
