@@ -1,8 +1,9 @@
 /**
  * Operands beyond the storage binding limit (OFA's token table: [59457, 768] f32 is 183 MB, the
- * usual limit 128 MiB): matmul with b stored [N, K] split along N, and gather from a table read in
- * row chunks, against the CPU backend. Backends with a lowered `maxBindingBytes` force 3+ chunks on
- * small operands (on both GEMM kernels); one real-size projection runs at the device's own limit.
+ * usual limit 128 MiB; the logits of 565 beams; an encoder's position biases for long prompts),
+ * against the CPU backend: every op that splits its work (`src/backend/webgpu/ops/chunks.ts`).
+ * Backends with a lowered `maxBindingBytes` force 3+ chunks on small operands (on both GEMM
+ * kernels, and both attention kernels); one real-size projection runs at the device's own limit.
  * The context refuses any whole binding above the (lowered) limit, so a passing test also shows
  * that only ranges of the big operands were bound.
  */
@@ -12,7 +13,7 @@ import { CpuBackend } from '../../src/backend/cpu/cpu-backend.js';
 import type { WebGpuBackend } from '../../src/backend/webgpu/index.js';
 import { floatsToHalves } from '../../src/half.js';
 import type { Tensor } from '../../src/tensor.js';
-import { expectClose } from '../helpers/compare.js';
+import { type Tolerance, expectClose } from '../helpers/compare.js';
 import { createRng, randomFloats } from '../helpers/random.js';
 import { gemmPaths, webgpuBackend } from '../helpers/webgpu.js';
 import { evaluate } from '../helpers/evaluate.js';
@@ -149,5 +150,131 @@ describe('OFA-base output projection at the device limit', () => {
       }),
     );
     expectClose(pick(actual), expected, TOLERANCE, 'OFA-base projection columns');
+  });
+});
+
+/** The limit of the op tests below: 4096 f32, so that tensors of a few dozen KB take 3+ chunks. */
+const LIMIT = 16 * 1024;
+const lowered = await limited(LIMIT);
+
+/** `op` on the CPU and on both lowered backends (register-blocked GEMM + GEMM attention, tiled GEMM + fused attention). */
+async function expectChunkedMatches(label: string, op: (be: Backend) => Tensor, tolerance: Tolerance = TOLERANCE): Promise<void> {
+  const expected = await evaluate(cpu, op);
+  for (const [name, backend] of lowered) {
+    expectClose(await evaluate(backend, op), expected, tolerance, `${label} on the ${name} at a ${LIMIT}-byte limit`);
+  }
+}
+
+const rng = createRng(2024);
+const floats = (shape: number[], lo = -1, hi = 1): [Float32Array, number[]] => [randomFloats(shape.reduce((p, d) => p * d, 1), rng, lo, hi), shape];
+const up = (be: Backend, [data, shape]: [Float32Array, number[]]): Tensor => be.upload(data, shape);
+
+describe('row ops beyond the binding limit', () => {
+  const x = floats([37, 301], -4, 4);
+  const weight = floats([301]);
+  const bias = floats([301]);
+  it('softmax, log-softmax and layer norm of [37, 301] in chunks of rows', async () => {
+    await expectChunkedMatches('softmax', (be) => be.softmax(up(be, x)));
+    await expectChunkedMatches('logSoftmax', (be) => be.logSoftmax(up(be, x)));
+    await expectChunkedMatches('layerNorm', (be) => be.layerNorm(up(be, x), up(be, weight), up(be, bias), 1e-5));
+  });
+
+  it('add and mul with a broadcast or a whole operand, scale and GELU in chunks', async () => {
+    const y = floats([37, 301]);
+    await expectChunkedMatches('add (broadcast)', (be) => be.add(up(be, x), up(be, bias)));
+    await expectChunkedMatches('mul (same shape)', (be) => be.mul(up(be, x), up(be, y)));
+    await expectChunkedMatches('scale', (be) => be.scale(up(be, x), 0.37));
+    await expectChunkedMatches('gelu', (be) => be.gelu(up(be, x)));
+  });
+
+  it('top-k and argmax over [11, 1000], where per sample and shared', async () => {
+    const rows = floats([11, 1000]);
+    await expectChunkedMatches('topk values', (be) => be.topk(up(be, rows), 5).values);
+    await expectChunkedMatches('topk indices', (be) => be.topk(up(be, rows), 5).indices, { atol: 0 });
+    await expectChunkedMatches('argmax', (be) => be.argmax(up(be, rows)), { atol: 0 });
+    const [a, b] = [floats([40, 37, 11]), floats([40, 37, 11])];
+    const condition = Int32Array.from({ length: 40 }, (_, i) => (i * 7) % 3 === 0 ? 1 : 0);
+    await expectChunkedMatches('where', (be) => be.where(be.upload(condition, [40], 'i32'), up(be, a), up(be, b)), { atol: 0 });
+    await expectChunkedMatches('where (shared)', (be) => be.where(be.upload(Int32Array.of(0), [1], 'i32'), up(be, a), up(be, b)), { atol: 0 });
+  });
+});
+
+describe('data movement beyond the binding limit', () => {
+  it('gather with both the table and the output split', async () => {
+    const table = floats([3000, 40]);
+    const ids = Int32Array.from({ length: 1800 }, (_, i) => (i * 7919) % 3000);
+    await expectChunkedMatches('gather', (be) => be.gather(up(be, table), be.upload(ids, [2, 900], 'i32')), { atol: 0 });
+  });
+
+  it('concat along the last axis and a slice whose one segment exceeds a binding', async () => {
+    const [left, right] = [floats([37, 150]), floats([37, 151])];
+    await expectChunkedMatches('concat', (be) => be.concat([up(be, left), up(be, right)], 1), { atol: 0 });
+    const x = floats([1, 40, 301]);
+    await expectChunkedMatches('slice (parts of a segment)', (be) => be.slice(up(be, x), 1, 3, 39), { atol: 0 });
+    await expectChunkedMatches('slice (odd offsets)', (be) => be.slice(up(be, x), 2, 1, 300), { atol: 0 });
+  });
+
+  it('transpose with the first axis moved, kept, and behind a size-1 axis', async () => {
+    const x = floats([61, 37, 5]);
+    await expectChunkedMatches('transpose [2, 0, 1]', (be) => be.transpose(up(be, x), [2, 0, 1]), { atol: 0 });
+    await expectChunkedMatches('transpose [0, 2, 1]', (be) => be.transpose(up(be, x), [0, 2, 1]), { atol: 0 });
+    await expectChunkedMatches('transpose [0, 3, 1, 2] of [1, 61, 37, 5]', (be) => be.transpose(up(be, x).reshape([1, 61, 37, 5]), [0, 3, 1, 2]), { atol: 0 });
+  });
+});
+
+describe('matmul with outputs beyond the binding limit', () => {
+  it('shared b [N, K]: output rows and b columns both split, bias, GELU and residual', async () => {
+    const [a, b, bias, residual] = [floats([3, 13, 64]), floats([300, 64]), floats([300]), floats([3, 13, 300])];
+    await expectChunkedMatches('matmul', (be) =>
+      be.matmul(up(be, a), up(be, b), { transposeB: true, bias: up(be, bias), activation: 'gelu', residual: up(be, residual) }),
+    );
+  });
+
+  it('shared b [K, N]: output rows split', async () => {
+    const [a, b] = [floats([3, 40, 64]), floats([64, 50])];
+    await expectChunkedMatches('matmul', (be) => be.matmul(up(be, a), up(be, b)));
+  });
+
+  it('batched b: chunks of batch entries, and entries one by one where their ranges cannot start aligned', async () => {
+    const [a, b] = [floats([6, 40, 16]), floats([6, 16, 30])];
+    await expectChunkedMatches('matmul (aligned entries)', (be) => be.matmul(up(be, a), up(be, b)));
+    // [35, 33] f32 entries (4620 bytes): 4 of them, the least that start aligned, exceed the limit.
+    const [queries, keys, residual] = [floats([4, 35, 16]), floats([4, 33, 16]), floats([4, 35, 33])];
+    await expectChunkedMatches('matmul (unaligned entries)', (be) =>
+      be.matmul(up(be, queries), up(be, keys), { transposeB: true, residual: up(be, residual) }),
+    );
+  });
+});
+
+describe('attention beyond the binding limit', () => {
+  const options = (be: Backend, heads: number, bias?: [Float32Array, number[]], mask?: Int32Array, kb = 1, tk = 0) => ({
+    heads,
+    scale: 0.25,
+    bias: bias && up(be, bias),
+    keyPaddingMask: mask && be.upload(mask, [kb, tk], 'i32'),
+  });
+
+  it('many samples with their own keys (a decoding step of 12 beams and 8 queries each), causal and masked', async () => {
+    const [beams, tk, width] = [12, 20, 32];
+    const [k, v] = [floats([beams, tk, width]), floats([beams, tk, width])];
+    const mask = Int32Array.from({ length: beams * tk }, (_, i) => (i % tk === 19 && i % 3 === 0 ? 1 : 0));
+    for (const tq of [1, 8]) {
+      const q = floats([beams, tq, width]);
+      await expectChunkedMatches(`attention tq ${tq}`, (be) =>
+        be.attention(up(be, q), up(be, k), up(be, v), { ...options(be, 2, undefined, mask, beams, tk), causal: true }),
+      );
+    }
+  });
+
+  it('a bias [H, T, T] beyond the limit (groups of heads), shared and per sample, with shared keys', async () => {
+    const [t, width, heads] = [40, 32, 4];
+    const [q, k, v] = [floats([1, t, width]), floats([1, t, width]), floats([1, t, width])];
+    const mask = Int32Array.from({ length: t }, (_, i) => (i === t - 1 ? 1 : 0));
+    const [shared, perSample] = [floats([heads, t, t]), floats([2, heads, t, t])];
+    await expectChunkedMatches('attention (shared bias)', (be) => be.attention(up(be, q), up(be, k), up(be, v), options(be, heads, shared, mask, 1, t)));
+    const twoQueries = floats([2, t, width]);
+    await expectChunkedMatches('attention (bias per sample)', (be) =>
+      be.attention(up(be, twoQueries), up(be, k), up(be, v), options(be, heads, perSample, mask, 1, t)),
+    );
   });
 });

@@ -25,9 +25,14 @@ export class BufferPool {
 
   constructor(private readonly device: GPUDevice) {}
 
-  /** A buffer of at least `bytes`; `forUpload` excludes buffers that recorded work may still read. */
+  /** The largest buffer the pool hands out: the device's maxBufferSize in whole 16-byte words. */
+  get maxBytes(): number {
+    return Math.floor(this.device.limits.maxBufferSize / 16) * 16;
+  }
+
+  /** A buffer of at least `bytes` (at most `maxBytes`); `forUpload` excludes buffers that recorded work may still read. */
   acquire(bytes: number, forUpload: boolean): GPUBuffer {
-    const size = roundedSize(bytes);
+    const size = Math.min(roundedSize(bytes), this.maxBytes);
     const buffer = this.#free.get(size)?.pop() ?? (forUpload ? undefined : this.#recycledWhileRecording.get(size)?.pop());
     this.#bytesInUse += size;
     this.#peakBytesInUse = Math.max(this.#peakBytesInUse, this.#bytesInUse);

@@ -19,7 +19,7 @@
  * in the same pass whose later dispatches read it as a uniform.
  * Copies (hence reads) and submits are refused while a gate is open; gates do not nest.
  */
-import { BYTES_PER_ELEMENT, type DType, type Shape, Tensor, sizeOf } from '../../tensor.js';
+import { BYTES_PER_ELEMENT, type DType, type Shape, Tensor, shapeToString, sizeOf } from '../../tensor.js';
 import type { Backend } from '../backend.js';
 import type { BufferPool } from './buffer-pool.js';
 import type { DeviceCapabilities } from './device.js';
@@ -196,6 +196,12 @@ export class KernelContext {
     this.checkUsable();
     this.#beginRecording();
     const bytes = Math.max(4, sizeOf(shape) * BYTES_PER_ELEMENT[dtype]);
+    if (bytes > this.pool.maxBytes) {
+      throw new Error(
+        `tensor ${shapeToString(shape)} ${dtype} (${bytes} bytes) exceeds the largest buffer this device allows ` +
+          `(maxBufferSize, ${this.device.limits.maxBufferSize} bytes)`,
+      );
+    }
     const t = new Tensor(this.backend, shape, dtype, this.pool.acquire(bytes, forUpload));
     this.track(t);
     return t;

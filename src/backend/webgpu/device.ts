@@ -89,6 +89,9 @@ export async function requestDevice(): Promise<AcquiredDevice> {
         maxComputeWorkgroupSizeX: a.maxComputeWorkgroupSizeX,
         maxComputeWorkgroupSizeY: a.maxComputeWorkgroupSizeY,
         maxStorageBuffersPerShaderStage: a.maxStorageBuffersPerShaderStage,
+        // The finest the adapter allows (lavapipe: 16 bytes, the default 256): operands beyond the
+        // storage binding limit are bound in ranges that start on it (ops/chunks.ts).
+        minStorageBufferOffsetAlignment: a.minStorageBufferOffsetAlignment,
       },
     });
   } catch (cause) {

@@ -10,13 +10,18 @@
  *   through head strides (`kernels/attention-operands.wgsl`). The scores [B·H, Tq, Tk rounded up
  *   to 4] are a pooled intermediate (40 MB for 12 heads of 908 tokens); batches whose scores
  *   exceed one storage binding (128 MiB on lavapipe: 4 such images) run in chunks of samples.
+ *
+ * Operands beyond the binding limit (see `chunks.ts`): many beams' caches run in chunks of samples
+ * bound as ranges; a sample whose bias [H, Tq, Tk] or scores exceed a binding (an encoder over
+ * thousands of tokens with many heads) runs in groups of heads.
  */
 import type { AttentionOptions } from '../../backend.js';
 import { type AttentionSizes, attentionSizes } from '../../shapes.js';
 import type { Tensor } from '../../../tensor.js';
 import { roundedSize } from '../buffer-pool.js';
-import { type KernelContext, f32, u32 } from '../context.js';
-import { concat } from './indexing.js';
+import { type Binding, type KernelContext, f32, u32 } from '../context.js';
+import { type RowOperand, canSplitRows, splitRows, wholeBinding } from './chunks.js';
+import { concat, copyBlock, slice } from './indexing.js';
 import { recordGemm, registerLanes } from './matmul.js';
 
 /** The kernel keeps a query row and its accumulator in private arrays of this many elements. */
@@ -51,9 +56,109 @@ function tuning(ctx: KernelContext, { tq, headDim }: AttentionSizes): AttentionT
 
 export type AttentionMethod = 'fused' | 'gemm';
 
+/** What one attention binds: the tensors, or ranges of them for a chunk of samples. */
+interface AttentionOperands {
+  q: Binding;
+  k: Binding;
+  v: Binding;
+  bias?: Binding;
+  mask?: Binding;
+}
+
 export function attention(ctx: KernelContext, q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions): Tensor {
   const sizes = attentionSizes(q, k, v, options);
-  return attentionMethod(ctx, sizes) === 'gemm' ? gemmAttention(ctx, q, k, v, options, sizes) : fusedAttention(ctx, q, k, v, options, sizes);
+  const perSample = sampleOperands(ctx, q, k, v, options, sizes);
+  const chunks = canSplitRows(ctx, perSample) ? splitRows(ctx, 'attention', sizes.batch, perSample) : undefined;
+  const operandsOf = ([qPart, kPart, vPart, biasPart, maskPart]: Binding[]): AttentionOperands => ({
+    q: qPart!,
+    k: kPart!,
+    v: vPart!,
+    bias: options.bias && biasPart,
+    mask: options.keyPaddingMask && maskPart,
+  });
+  if (chunks?.length === 1) return attend(ctx, operandsOf(chunks[0]!.bindings), options, sizes);
+  const out = ctx.output([sizes.batch, sizes.tq, q.shape[2]!]);
+  if (!chunks) {
+    attendByHeads(ctx, q, k, v, options, sizes, out);
+    return out;
+  }
+  // Chunks of samples bound as ranges, each result copied into place.
+  for (const { start, rows, bindings } of chunks) {
+    const part = attend(ctx, operandsOf(bindings), options, { ...sizes, batch: rows });
+    copyBlock(ctx, part, 0, rows, out, start, 0);
+    part.dispose();
+  }
+  return out;
+}
+
+/** q, k, v, bias and mask as operands split by samples (shared ones read whole; absent ones as placeholders). */
+function sampleOperands(ctx: KernelContext, q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions, sizes: AttentionSizes): RowOperand[] {
+  const { heads, tq, tk, batchedBias } = sizes;
+  const width = q.shape[2]!;
+  const perSampleKv = k.shape[0] !== 1;
+  return [
+    { tensor: q, rowElements: tq * width },
+    { tensor: k, rowElements: perSampleKv ? tk * width : 0 },
+    { tensor: v, rowElements: perSampleKv ? tk * width : 0 },
+    { tensor: options.bias ?? ctx.placeholder('f32'), rowElements: options.bias && batchedBias ? heads * tq * tk : 0 },
+    { tensor: options.keyPaddingMask ?? ctx.placeholder('i32'), rowElements: options.keyPaddingMask && perSampleKv ? tk : 0 },
+  ];
+}
+
+/** One attention on the method that suits the adapter and sizes. */
+function attend(ctx: KernelContext, operands: AttentionOperands, options: AttentionOptions, sizes: AttentionSizes): Tensor {
+  return attentionMethod(ctx, sizes) === 'gemm' ? gemmAttention(ctx, operands, options, sizes) : fusedAttention(ctx, operands, options, sizes);
+}
+
+/**
+ * Samples whose bias or scores exceed one binding (an encoder over thousands of tokens with many
+ * heads: [H, N, N]), one at a time in groups of heads: the group's q, k, v and bias are copied
+ * out, attended, and the result copied into the sample's columns of `out`.
+ */
+function attendByHeads(ctx: KernelContext, q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions, sizes: AttentionSizes, out: Tensor): void {
+  const { batch, heads, headDim, tq, tk } = sizes;
+  const fits = (bytes: number): boolean => roundedSize(bytes) <= ctx.maxBindingBytes;
+  let group = heads;
+  while (group > 0 && !(fits(group * tq * tk * 4) && fits(group * tq * scoreRowLength(tk) * 4))) group--;
+  if (group === 0) {
+    throw new Error(`attention: the scores of one head, [${tq}, ${tk}] f32, exceed the storage binding limit of ${ctx.maxBindingBytes} bytes (maxStorageBufferBindingSize)`);
+  }
+  /** Sample s (0 of a shared one) of `t`, [B or 1, ...]. */
+  const sampleOf = (t: Tensor, s: number): Tensor => {
+    const samples = t.shape[0]!;
+    return samples === 1 ? t : slice(ctx, t, 0, Math.min(s, samples - 1), Math.min(s, samples - 1) + 1);
+  };
+  /** Sample s of `t` ([B or 1, T, H·dh]) with heads h .. h + count, as [1, T, count·dh]. */
+  const headsOf = (t: Tensor, s: number, h: number, count: number): Tensor => {
+    const sample = sampleOf(t, s);
+    const length = t.shape[1]!;
+    const part = slice(ctx, sample.reshape([1, length, heads, headDim]), 2, h, h + count);
+    if (sample !== t) sample.dispose();
+    return part.reshape([1, length, count * headDim]);
+  };
+  const outHeads = out.reshape([batch, tq, heads, headDim]);
+  for (let s = 0; s < batch; s++) {
+    const sampleOut = ctx.output([1, tq, heads, headDim]);
+    for (let h = 0; h < heads; h += group) {
+      const count = Math.min(group, heads - h);
+      const [qs, ks, vs] = [q, k, v].map((t) => headsOf(t, s, h, count)) as [Tensor, Tensor, Tensor];
+      let bias: Tensor | undefined;
+      if (options.bias) {
+        const sampleBias = sizes.batchedBias ? sampleOf(options.bias, s).reshape([heads, tq, tk]) : options.bias;
+        bias = slice(ctx, sampleBias, 0, h, h + count);
+        if (sampleBias.storage !== options.bias.storage) sampleBias.dispose();
+      }
+      const mask = options.keyPaddingMask && sampleOf(options.keyPaddingMask, s);
+      const groupSizes = { ...sizes, batch: 1, heads: count, sharedKv: false, batchedBias: false };
+      const operands = { q: wholeBinding(ctx, 'attention', qs), k: ks, v: vs, bias: bias && wholeBinding(ctx, 'attention', bias), mask };
+      const part = attend(ctx, operands, options, groupSizes);
+      copyBlock(ctx, part.reshape([1, tq, count, headDim]), 0, count, sampleOut, h, 2);
+      for (const t of [qs, ks, vs, bias, part]) t?.dispose();
+      if (mask !== options.keyPaddingMask) mask?.dispose();
+    }
+    copyBlock(ctx, sampleOut, 0, 1, outHeads, s, 0);
+    sampleOut.dispose();
+  }
 }
 
 /**
@@ -94,13 +199,13 @@ function samplesPerChunk(ctx: KernelContext, { batch, heads, tq, tk }: Attention
 /** Query rows per workgroup of the row kernel: one 8-lane SIMD chunk of a software adapter. */
 const SOFTMAX_WORKGROUP_SIZE = 8;
 
-function gemmAttention(ctx: KernelContext, q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions, sizes: AttentionSizes): Tensor {
+function gemmAttention(ctx: KernelContext, operands: AttentionOperands, options: AttentionOptions, sizes: AttentionSizes): Tensor {
   const { batch } = sizes;
   const chunk = samplesPerChunk(ctx, sizes);
-  if (chunk >= batch) return gemmAttentionChunk(ctx, q, k, v, options, sizes, 0, batch);
+  if (chunk >= batch) return gemmAttentionChunk(ctx, operands, options, sizes, 0, batch);
   const outputs: Tensor[] = [];
   for (let first = 0; first < batch; first += chunk) {
-    outputs.push(gemmAttentionChunk(ctx, q, k, v, options, sizes, first, Math.min(chunk, batch - first)));
+    outputs.push(gemmAttentionChunk(ctx, operands, options, sizes, first, Math.min(chunk, batch - first)));
   }
   const out = concat(ctx, outputs, 0);
   for (const t of outputs) t.dispose();
@@ -110,9 +215,7 @@ function gemmAttention(ctx: KernelContext, q: Tensor, k: Tensor, v: Tensor, opti
 /** Attention of samples `first .. first + samples` → [samples, Tq, H·dh]. */
 function gemmAttentionChunk(
   ctx: KernelContext,
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
+  { q, k, v, bias, mask }: AttentionOperands,
   options: AttentionOptions,
   sizes: AttentionSizes,
   first: number,
@@ -121,7 +224,7 @@ function gemmAttentionChunk(
   const { heads, headDim, tq, tk } = sizes;
   const width = heads * headDim;
   const entries = samples * heads;
-  const kvStep = k.shape[0] === 1 ? 0 : 1;
+  const kvStep = sizes.sharedKv ? 0 : 1;
   const kvSampleStride = kvStep * tk * width;
   const rowLength = scoreRowLength(tk);
   const headAligned = Number(headDim % 4 === 0);
@@ -139,8 +242,6 @@ function gemmAttentionChunk(
     transposeB: true,
     outShape: [entries, tq, rowLength],
   });
-  const bias = options.bias;
-  const mask = options.keyPaddingMask;
   ctx.record({
     variant: { file: 'attention-softmax', entryPoint: 'main', constants: { WORKGROUP_SIZE: SOFTMAX_WORKGROUP_SIZE, BIAS_ALIGNED: Number(tk % 4 === 0) } },
     params: [
@@ -176,17 +277,15 @@ function gemmAttentionChunk(
   return out;
 }
 
-function fusedAttention(ctx: KernelContext, q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions, sizes: AttentionSizes): Tensor {
+function fusedAttention(ctx: KernelContext, { q, k, v, bias, mask }: AttentionOperands, options: AttentionOptions, sizes: AttentionSizes): Tensor {
   const { batch, heads, headDim, tq, tk } = sizes;
   if (headDim > MAX_HEAD_DIM) throw new Error(`attention: head dim ${headDim} exceeds ${MAX_HEAD_DIM}`);
-  const out = ctx.output(q.shape);
+  const out = ctx.output([batch, tq, heads * headDim]);
   const { workgroupSize, keyTile, shareKeyTiles } = tuning(ctx, sizes);
   // Pad each head's rows to whole workgroups (uniform key addresses per workgroup, which shared
   // tiles need), unless most of such a workgroup would idle: then rows are packed across heads.
   const rowsPerHead = shareKeyTiles || tq >= workgroupSize ? Math.ceil(tq / workgroupSize) * workgroupSize : tq;
   const rowCount = batch * heads * rowsPerHead;
-  const bias = options.bias;
-  const mask = options.keyPaddingMask;
   ctx.record({
     variant: {
       file: 'attention',
@@ -200,7 +299,7 @@ function fusedAttention(ctx: KernelContext, q: Tensor, k: Tensor, v: Tensor, opt
       u32(rowsPerHead),
       u32(rowCount),
       f32(options.scale),
-      u32(k.shape[0] === 1 ? 0 : 1),
+      u32(sizes.sharedKv ? 0 : 1),
       u32(bias ? 1 : 0),
       u32(sizes.batchedBias ? heads * tq * tk : 0),
       u32(mask ? 1 : 0),

@@ -8,6 +8,7 @@ import { cosineSizes, decideExitSizes, exceedsSizes, unlessAllSizes, whereSizes 
 import type { Tensor } from '../../../tensor.js';
 import { type KernelContext, type ParamValue, u32 } from '../context.js';
 import type { KernelVariant } from '../kernels.js';
+import { splitRows } from './chunks.js';
 import { reductionVariant, rowWorkgroupSize } from './reductions.js';
 
 /**
@@ -133,7 +134,24 @@ export function where(ctx: KernelContext, condition: Tensor, a: Tensor, b: Tenso
     aliases: { Element: a.dtype },
     constants: { WORKGROUP_SIZE: SELECT_WORKGROUP_SIZE },
   };
-  ctx.record({ variant, params: [u32(size), u32(inner)], bindings: [condition, a, b, out], workgroups: ctx.grid(Math.ceil(size / SELECT_WORKGROUP_SIZE)) });
+  // Beyond the binding limit, in chunks of samples, or of elements under one shared decision.
+  const shared = condition.size === 1;
+  const rowLength = shared ? 1 : inner;
+  const operands = [
+    { tensor: condition, rowElements: shared ? 0 : 1 },
+    { tensor: a, rowElements: rowLength },
+    { tensor: b, rowElements: rowLength },
+    { tensor: out, rowElements: rowLength },
+  ];
+  for (const chunk of splitRows(ctx, 'where', rowLength === 0 ? 0 : size / rowLength, operands)) {
+    const chunkSize = chunk.rows * rowLength;
+    ctx.record({
+      variant,
+      params: [u32(chunkSize), u32(shared ? chunkSize : inner)],
+      bindings: chunk.bindings,
+      workgroups: ctx.grid(Math.ceil(chunkSize / SELECT_WORKGROUP_SIZE)),
+    });
+  }
   return out;
 }
 

@@ -6,9 +6,10 @@
  *   (lavapipe): register blocking with A shared through subgroup shuffles, no workgroup memory.
  * - `gemm_tiled` everywhere else: 64×64 tiles in workgroup memory, 16×16 invocations of 4×4 blocks.
  *
- * A b beyond the storage binding limit (OFA's token table as the decoder's output projection:
- * [59457, 768] f32 is 183 MB, the usual limit 128 MiB) is split along N when stored [N, K]
- * (transposeB): one GEMM per chunk of rows of b (see `rowChunks`), joined by a concat.
+ * Beyond the storage binding limit (see `chunks.ts`): a b stored [N, K] (transposeB; OFA's token
+ * table as the decoder's output projection: [59457, 768] f32 is 183 MB, the usual limit 128 MiB)
+ * is split along N, one GEMM per block of columns copied into place; an output, a or residual is
+ * split along its rows (batch entries when b is batched), one GEMM per chunk of ranges.
  */
 import type { Activation, MatmulOptions } from '../../backend.js';
 import { matmulSizes } from '../../shapes.js';
@@ -16,7 +17,8 @@ import { BYTES_PER_ELEMENT, type Shape, type Tensor, shapeToString } from '../..
 import { type Binding, type KernelContext, type ParamValue, bindingTensor, u32 } from '../context.js';
 import type { KernelVariant } from '../kernels.js';
 import { binary } from './elementwise.js';
-import { concat, fitsOneBinding, rowChunks } from './indexing.js';
+import { type RowOperand, canSplitRows, fitsOneBinding, splitRows } from './chunks.js';
+import { TABLE_ROW_GRANULE, copyBlock, slice } from './indexing.js';
 import { operandVariant } from './types.js';
 
 /** Codes of `activate` in `kernels/activation.wgsl`. */
@@ -32,8 +34,8 @@ export interface Gemm {
   k: number;
   /** The operand file's `Params` fields after m, n, k. */
   params: readonly ParamValue[];
-  /** Bound at 1 and 2; b may be a range (a chunk of a b beyond the binding limit). */
-  a: Tensor;
+  /** Bound at 1 and 2; either may be a range (a chunk of an operand beyond the binding limit). */
+  a: Binding;
   b: Binding;
   /** The operand file's element-type aliases, e.g. `{ BType: b }`. */
   operandTypes: Readonly<Record<string, Tensor>>;
@@ -44,11 +46,14 @@ export interface Gemm {
   bias: Binding | undefined;
   /** Bias per output row (conv2d's channels) rather than per column. */
   biasPerRow: boolean;
-  residual: Tensor | undefined;
+  /** May be a range, matching out's. */
+  residual?: Binding;
   /** Residual added before the activation (ResNet) rather than after it (transformer blocks). */
   residualBeforeActivation: boolean;
   activation: Activation;
   outShape: Shape;
+  /** Where to write: a range of a larger output; by default a new tensor of `outShape`. */
+  out?: Binding;
 }
 
 /** gemm_registers: row quads a workgroup shares (see gemm-registers.wgsl); 4 measured best at 1024³. */
@@ -65,7 +70,7 @@ export function registerLanes(ctx: KernelContext): number | undefined {
 }
 
 export function recordGemm(ctx: KernelContext, g: Gemm): Tensor {
-  const out = ctx.output(g.outShape);
+  const out = g.out ?? ctx.output(g.outShape);
   const bias = g.bias ?? ctx.placeholder('f32');
   const residual = g.residual ?? ctx.placeholder('f32');
   const types = operandVariant({ ...g.operandTypes, BiasType: bindingTensor(bias) });
@@ -111,52 +116,115 @@ export function recordGemm(ctx: KernelContext, g: Gemm): Tensor {
     bindings: [g.a, g.b, bias, residual, out],
     workgroups,
   });
-  return out;
+  return bindingTensor(out);
 }
 
 export function matmul(ctx: KernelContext, a: Tensor, b: Tensor, options: MatmulOptions = {}): Tensor {
   const { batch, m, k, n, batchedB, outShape } = matmulSizes(a, b, options);
   const transposeB = options.transposeB ?? false;
   const { bias, residual } = options;
-  /** The GEMM of columns `start .. start + columns` (b's rows of them when split). */
-  const gemm = (bBinding: Binding, biasBinding: Binding | undefined, withResidual: Tensor | undefined, columns: number): Tensor =>
-    recordGemm(ctx, {
-      file: 'matmul',
-      batch,
-      m,
-      n: columns,
-      k,
-      params: [u32(batchedB ? k * n : 0)],
-      a,
-      b: bBinding,
-      operandTypes: { BType: b },
-      constants: { K_ALIGNED: Number(k % 4 === 0), N_ALIGNED: Number(columns % 4 === 0) },
-      transposeB,
-      bias: biasBinding,
-      biasPerRow: false,
-      residual: withResidual,
-      residualBeforeActivation: false,
-      activation: options.activation ?? 'none',
-      outShape: [...outShape.slice(0, -1), columns],
-    });
   // Only a shared b stored [N, K] has contiguous column blocks (splitting K would need accumulation).
-  if ((!transposeB || batchedB) && !fitsOneBinding(ctx, b)) {
+  const splitB = transposeB && !batchedB;
+  if (!splitB && !fitsOneBinding(ctx, b)) {
     const bytes = b.size * BYTES_PER_ELEMENT[b.dtype];
     throw new Error(
       `matmul: b ${shapeToString(b.shape)} ${b.dtype} (${bytes} bytes) exceeds the storage binding limit of ${ctx.maxBindingBytes} bytes ` +
         `(maxStorageBufferBindingSize) and only a shared b stored [N, K] (transposeB) can be split: store it transposed, or in f16`,
     );
   }
-  const chunks = rowChunks(ctx, 'matmul', b, transposeB && !batchedB ? n : 1, bias ? [BYTES_PER_ELEMENT[bias.dtype]] : []);
-  if (chunks.length === 1) return gemm(chunks[0]!.binding, bias, residual, n);
-  // One output per column block, joined along the last axis (the decoder's M is 1–5: a cheap copy).
-  // The residual comes after the activation in matmul's epilogue, so adding it once to the joined
+  const columnOperands: RowOperand[] = [{ tensor: b, rowElements: splitB ? k : 0 }];
+  if (bias) columnOperands.push({ tensor: bias, rowElements: splitB ? 1 : 0 });
+  const columnBlocks = splitRows(ctx, 'matmul', splitB ? n : 1, columnOperands, TABLE_ROW_GRANULE);
+  const out = ctx.output(outShape);
+  if (columnBlocks.length === 1) {
+    const [bBinding, biasBinding] = columnBlocks[0]!.bindings;
+    recordMatmul(ctx, { a, b, batch, m, k, n, batchedB, transposeB, activation: options.activation }, bBinding!, bias && biasBinding, residual, out);
+    return out;
+  }
+  // One GEMM per block of columns, copied into place (the decoder's M is 1–5: a cheap copy). The
+  // residual comes after the activation in matmul's epilogue, so adding it once to the whole
   // output is the same arithmetic as fusing it per block.
-  const blocks = chunks.map((c) => gemm(c.binding, bias && { tensor: bias, offset: c.start, length: c.rows }, undefined, c.rows));
-  const joined = concat(ctx, blocks, outShape.length - 1);
-  for (const block of blocks) block.dispose();
-  if (!residual) return joined;
-  const out = binary(ctx, 'add', joined, residual);
-  joined.dispose();
-  return out;
+  for (const { start, rows: columns, bindings: [bBinding, biasBinding] } of columnBlocks) {
+    const block = ctx.output([...outShape.slice(0, -1), columns]);
+    recordMatmul(ctx, { a, b, batch, m, k, n: columns, batchedB, transposeB, activation: options.activation }, bBinding!, bias && biasBinding, undefined, block);
+    copyBlock(ctx, block, 0, columns, out, start, outShape.length - 1);
+    block.dispose();
+  }
+  if (!residual) return out;
+  const sum = binary(ctx, 'add', out, residual);
+  out.dispose();
+  return sum;
+}
+
+/** One matmul GEMM's sizes: `n` columns of b (all of them, or a block bound as a range). */
+interface MatmulGemm {
+  a: Tensor;
+  b: Tensor;
+  batch: number;
+  m: number;
+  k: number;
+  n: number;
+  batchedB: boolean;
+  transposeB: boolean;
+  activation: Activation | undefined;
+}
+
+/**
+ * Records `out = epilogue(a · b)` for `out` [..., M, n], with a shared b over the flattened
+ * [batch·M, ·] rows. Where out, a, the residual or a batched b exceed a binding, the GEMM runs in
+ * chunks of those rows (b shared) or of batch entries (b batched); batch entries whose ranges
+ * cannot start aligned run one by one through copies.
+ */
+function recordMatmul(ctx: KernelContext, s: MatmulGemm, b: Binding, bias: Binding | undefined, residual: Tensor | undefined, out: Tensor): void {
+  const gemm = (batch: number, m: number, bindings: { a: Binding; b: Binding; residual?: Binding; out: Binding }): void => {
+    recordGemm(ctx, {
+      file: 'matmul',
+      batch,
+      m,
+      n: s.n,
+      k: s.k,
+      params: [u32(s.batchedB ? s.k * s.n : 0)],
+      operandTypes: { BType: s.b },
+      constants: { K_ALIGNED: Number(s.k % 4 === 0), N_ALIGNED: Number(s.n % 4 === 0) },
+      transposeB: s.transposeB,
+      bias,
+      biasPerRow: false,
+      residualBeforeActivation: false,
+      activation: s.activation ?? 'none',
+      outShape: out.shape,
+      ...bindings,
+    });
+  };
+  // Units of work: batch entries when b is batched (each reads its own b), else rows.
+  const units = s.batchedB ? s.batch : s.batch * s.m;
+  const rowsPerUnit = s.batchedB ? s.m : 1;
+  const operands: RowOperand[] = [
+    { tensor: s.a, rowElements: rowsPerUnit * s.k },
+    { tensor: out, rowElements: rowsPerUnit * s.n },
+  ];
+  const residualAt = residual ? operands.push({ tensor: residual, rowElements: rowsPerUnit * s.n }) - 1 : -1;
+  const bAt = s.batchedB ? operands.push({ tensor: s.b, rowElements: s.k * s.n }) - 1 : -1;
+  if (s.batchedB && !canSplitRows(ctx, operands)) return matmulByEntry(ctx, s, bias, residual, out);
+  const chunks = splitRows(ctx, 'matmul', units, operands);
+  for (const { rows, bindings } of chunks) {
+    const chunk = { a: bindings[0]!, out: bindings[1]!, residual: bindings[residualAt], b: bindings[bAt] ?? b };
+    // A shared b sees the batch's rows as one matrix: read once for all of them, not once per
+    // entry (a decoding step's [beams, 1, d] · [59457, d]ᵀ: 22 ms instead of 139 on lavapipe).
+    if (s.batchedB) gemm(rows, s.m, chunk);
+    else gemm(1, rows, chunk);
+  }
+}
+
+/** Batch entries one at a time through copies: for a batched b whose entries' ranges cannot start aligned. */
+function matmulByEntry(ctx: KernelContext, s: MatmulGemm, bias: Binding | undefined, residual: Tensor | undefined, out: Tensor): void {
+  const entry = (t: Tensor, e: number, shape: Shape): Tensor => slice(ctx, t.reshape([s.batch, t.size / s.batch]), 0, e, e + 1).reshape(shape);
+  for (let e = 0; e < s.batch; e++) {
+    const a = entry(s.a, e, [s.m, s.k]);
+    const b = entry(s.b, e, s.transposeB ? [s.n, s.k] : [s.k, s.n]);
+    const entryResidual = residual && entry(residual, e, [s.m, s.n]);
+    const block = ctx.output([s.m, s.n]);
+    recordMatmul(ctx, { ...s, a, b, batch: 1, batchedB: false }, b, bias, entryResidual, block);
+    copyBlock(ctx, block.reshape([1, s.m * s.n]), 0, 1, out.reshape([s.batch, s.m * s.n]), e, 0);
+    for (const t of [a, b, entryResidual, block]) t?.dispose();
+  }
 }

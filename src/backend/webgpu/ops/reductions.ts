@@ -7,6 +7,7 @@ import { lastDimSizes, topkSizes } from '../../shapes.js';
 import type { Shape, Tensor } from '../../../tensor.js';
 import { type KernelContext, u32 } from '../context.js';
 import type { KernelFile, KernelVariant } from '../kernels.js';
+import { splitRows } from './chunks.js';
 import { operandVariant } from './types.js';
 
 /**
@@ -54,12 +55,20 @@ function selectTop(ctx: KernelContext, values: Tensor, indices: Tensor | undefin
   const spans = Math.ceil(cols / spanLength);
   const out: TopK = { values: ctx.output([rows, spans * k]), indices: ctx.output([rows, spans * k], 'i32') };
   const constants = { WORKGROUP_SIZE: rowWorkgroupSize(ctx), CANDIDATES: indices ? 1 : 0 };
-  ctx.record({
-    variant: reductionVariant(ctx, 'reduce', 'topk', { Element: values }, constants),
-    params: [rows * spans, cols, spanLength, spans, k].map(u32),
-    bindings: [values, indices ?? ctx.placeholder('i32'), out.values, out.indices],
-    workgroups: ctx.grid(rows * spans),
-  });
+  const operands = [
+    { tensor: values, rowElements: cols },
+    { tensor: indices ?? ctx.placeholder('i32'), rowElements: indices ? cols : 0 },
+    { tensor: out.values, rowElements: spans * k },
+    { tensor: out.indices, rowElements: spans * k },
+  ];
+  for (const chunk of splitRows(ctx, 'topk', rows, operands)) {
+    ctx.record({
+      variant: reductionVariant(ctx, 'reduce', 'topk', { Element: values }, constants),
+      params: [chunk.rows * spans, cols, spanLength, spans, k].map(u32),
+      bindings: chunk.bindings,
+      workgroups: ctx.grid(chunk.rows * spans),
+    });
+  }
   return out;
 }
 
