@@ -27,6 +27,7 @@ import {
   Namespace,
   PythonObject,
   TorchTensor,
+  TorchTensorError,
   brief,
   loadTorchCheckpoint,
   type PickleValue,
@@ -146,32 +147,44 @@ export function readStateDict(checkpoint: TorchCheckpoint): StateDict {
 
 /**
  * The model's config.json: for fairseq checkpoints from the model arguments they carry, for
- * Hugging Face checkpoints the config.json beside the file; undefined when there is neither.
+ * Hugging Face checkpoints the file `huggingFaceConfig` (the config.json beside the checkpoint);
+ * undefined when there is neither. A config the engine cannot run is a ConversionError.
  */
 export async function readCheckpointConfig(
   checkpoint: TorchCheckpoint,
   stateDict: StateDict,
-  path: string,
+  huggingFaceConfig?: string,
 ): Promise<CheckpointConfig | undefined> {
-  if (stateDict.layout === 'huggingface') {
-    const { readFile } = await import('node:fs/promises');
-    const { dirname, join } = await import('node:path');
-    const beside = join(dirname(path), CONFIG_FILE);
-    let text: string;
-    try {
-      text = await readFile(beside, 'utf8');
-    } catch {
-      return undefined;
-    }
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch (error) {
-      throw new ConversionError(`${beside}: not valid JSON (${(error as Error).message})`);
-    }
-    configFromJson(json, beside);
-    return { json: json as Record<string, unknown>, source: beside };
+  try {
+    return stateDict.layout === 'huggingface'
+      ? await readConfigFile(huggingFaceConfig)
+      : configFromArguments(checkpoint, stateDict);
+  } catch (error) {
+    if (error instanceof ConversionError) throw error;
+    throw new ConversionError((error as Error).message);
   }
+}
+
+async function readConfigFile(path: string | undefined): Promise<CheckpointConfig | undefined> {
+  if (path === undefined) return undefined;
+  const { readFile } = await import('node:fs/promises');
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new ConversionError(`${path}: not valid JSON (${(error as Error).message})`);
+  }
+  configFromJson(json, path);
+  return { json: json as Record<string, unknown>, source: path };
+}
+
+function configFromArguments(checkpoint: TorchCheckpoint, stateDict: StateDict): CheckpointConfig | undefined {
   const found = fairseqModelArguments(checkpoint.root as Map<PickleValue, PickleValue>);
   if (!found) return undefined;
   // The vocabulary comes from the dictionary, not the arguments: the token table has a row per entry.
@@ -231,6 +244,36 @@ export function mueThresholdsOf(config: CheckpointConfig | undefined): MueThresh
   return typeof thresholds === 'object' && thresholds !== null ? (thresholds as MueThresholds) : undefined;
 }
 
+/** Everything a conversion writes, the tensors still unread: `convertOfaCheckpoint` streams it to disk. */
+export interface PreparedConversion {
+  layout: StateDictLayout;
+  /** Each `read()` converts one tensor; its errors name the checkpoint and the tensor. */
+  entries: LazyTensorEntry[];
+  /** The safetensors metadata: tied aliases and, when known, the config. */
+  metadata: Record<string, string>;
+  config: CheckpointConfig | undefined;
+  dropped: string[];
+  aliases: Record<string, string>;
+  renamed: number;
+}
+
+/**
+ * Plans the conversion of an open checkpoint: the state dict, the config, and the output
+ * tensors after drops, renames and tying. `huggingFaceConfig` is the config.json to read for a
+ * Hugging Face state dict (the one beside the checkpoint).
+ */
+export async function prepareConversion(
+  checkpoint: TorchCheckpoint,
+  { dtype, huggingFaceConfig }: { dtype: OfaWeightDType; huggingFaceConfig?: string },
+): Promise<PreparedConversion> {
+  const stateDict = readStateDict(checkpoint);
+  const { entries, dropped, aliases, renamed } = await planTensors(stateDict, checkpoint.label, dtype);
+  const config = await readCheckpointConfig(checkpoint, stateDict, huggingFaceConfig);
+  const metadata: Record<string, string> = { format: 'pt', tied_weight_aliases: JSON.stringify(aliases) };
+  if (config) metadata['config'] = JSON.stringify(config.json);
+  return { layout: stateDict.layout, entries, metadata, config, dropped, aliases, renamed };
+}
+
 /**
  * Reads `inPath` and writes `outPath`: a model folder (`weights.safetensors` + `config.json`,
  * created if missing) or, for a path ending in `.safetensors`, that file alone (the config then
@@ -241,23 +284,23 @@ export async function convertOfaCheckpoint(
   outPath: string,
   options: ConvertOptions,
 ): Promise<ConversionSummary> {
-  const { basename, join } = await import('node:path');
+  const { basename, dirname, join } = await import('node:path');
   const toFolder = !outPath.endsWith('.safetensors');
   const weights = toFolder ? join(outPath, WEIGHTS_FILE) : outPath;
   const checkpoint = await loadTorchCheckpoint(inPath);
   try {
-    const stateDict = readStateDict(checkpoint);
-    const { entries, dropped, aliases, renamed } = await planTensors(stateDict, inPath, options.dtype);
-    const config = await readCheckpointConfig(checkpoint, stateDict, inPath);
+    const huggingFaceConfig = join(dirname(inPath), CONFIG_FILE);
+    const { layout, entries, metadata, config, dropped, aliases, renamed } = await prepareConversion(checkpoint, {
+      dtype: options.dtype,
+      huggingFaceConfig,
+    });
     if (toFolder && !config) {
-      const where = stateDict.layout === 'fairseq' ? "no cfg['model'] or args" : `no ${CONFIG_FILE} beside it`;
+      const where = layout === 'fairseq' ? "no cfg['model'] or args" : `no ${CONFIG_FILE} beside it`;
       throw new ConversionError(
         `${inPath}: ${where}, so the model's config is unknown; write ${basename(weights)} alone ` +
           `(an output path ending in .safetensors) and add a ${CONFIG_FILE} by hand`,
       );
     }
-    const metadata: Record<string, string> = { format: 'pt', tied_weight_aliases: JSON.stringify(aliases) };
-    if (config) metadata['config'] = JSON.stringify(config.json);
     await writeSafetensors(weights, entries, metadata, { onProgress: options.onProgress });
     const configFile = toFolder ? join(outPath, CONFIG_FILE) : undefined;
     if (configFile && config) {
@@ -265,7 +308,7 @@ export async function convertOfaCheckpoint(
       await writeFileAtomically(configFile, (write) => write(text));
     }
     return {
-      layout: stateDict.layout,
+      layout,
       weights,
       configFile,
       config,
@@ -369,7 +412,10 @@ async function convertValues(
   dtype: OfaWeightDType,
   where: string,
 ): Promise<Float32Array | Uint16Array> {
-  const bytes = await tensor.contiguousBytes();
+  const bytes = await tensor.contiguousBytes().catch((error: unknown) => {
+    // A layout problem is reported by the storage alone; say which tensor has it.
+    throw error instanceof TorchTensorError ? new ConversionError(`${where}: ${error.message}`) : error;
+  });
   if (tensor.dtype === 'float16') {
     const halves = new Uint16Array(bytes.buffer, bytes.byteOffset, tensor.numel);
     return dtype === 'f16' ? halves : halvesToFloats(halves);
