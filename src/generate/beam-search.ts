@@ -111,7 +111,64 @@ export function maxGenerationLength(options: Pick<BeamSearchOptions, 'maxLenA' |
  * EOS is −∞ there, a case in which fairseq fails an assertion.
  */
 export async function beamSearch(decoder: StepDecoder, options: BeamSearchOptions = {}): Promise<Hypothesis[]> {
+  return (await beamSearchBatch(decoder, 1, options))[0]!;
+}
+
+/**
+ * Beam search for `sentences` source sentences at once, as fairseq's batched generation: the
+ * decoder holds min(beamSize, vocabSize − 1) sequences per sentence, sentence-major, and each
+ * sentence's search is exactly `beamSearch`'s, on its own rows of every step's
+ * log-probabilities. Once a sentence is finished its sequences are dropped from the decoder (the
+ * reorder leaves them out), so later steps run only the sentences still searching. Returns each
+ * sentence's hypotheses, best first.
+ */
+export async function beamSearchBatch(decoder: StepDecoder, sentences: number, options: BeamSearchOptions = {}): Promise<Hypothesis[][]> {
+  if (!Number.isInteger(sentences) || sentences < 1) {
+    throw new RangeError(`beam search: the number of sentences must be a positive integer, got ${sentences}`);
+  }
+  const settings = searchSettings(decoder.vocabSize, options);
+  const { beamSize, maxLen } = settings;
   const vocabSize = decoder.vocabSize;
+  const searches = Array.from({ length: sentences }, () => new SentenceSearch(settings));
+  /** The sentences whose sequences the decoder holds, in its order. */
+  let searching = searches;
+  for (let step = 0; step <= maxLen && searching.length > 0; step++) {
+    const lastTokens = new Int32Array(searching.length * beamSize);
+    searching.forEach((search, i) => lastTokens.set(search.lastTokens(step), i * beamSize));
+    const logProbs = await decoder.step(lastTokens, step);
+    if (logProbs.length !== lastTokens.length * vocabSize) {
+      throw new Error(
+        `beam search: the decoder returned ${logProbs.length} log-probabilities, expected ${lastTokens.length} × ${vocabSize}`,
+      );
+    }
+    // Each sentence picks its next beams among its own rows; the decoder keeps the rows of those still searching.
+    const rows: number[] = [];
+    const next: SentenceSearch[] = [];
+    searching.forEach((search, i) => {
+      const rowsOfSentence = logProbs.subarray(i * beamSize * vocabSize, (i + 1) * beamSize * vocabSize);
+      const parents = search.advance(rowsOfSentence, step);
+      if (!parents) return;
+      next.push(search);
+      for (const parent of parents) rows.push(i * beamSize + parent);
+    });
+    if (next.length > 0) decoder.reorder(Int32Array.from(rows));
+    searching = next;
+  }
+  return searches.map((search) => search.hypotheses());
+}
+
+/** The resolved options of a search. */
+interface SearchSettings {
+  beamSize: number;
+  maxLen: number;
+  minLen: number;
+  noRepeatNgramSize: number;
+  lenPenalty: number;
+  normalizeScores: boolean;
+  unkPenalty: number;
+}
+
+function searchSettings(vocabSize: number, options: BeamSearchOptions): SearchSettings {
   if (!Number.isInteger(vocabSize) || vocabSize <= UNK_ID) {
     throw new RangeError(`beam search: the vocabulary must hold the four special tokens, got size ${vocabSize}`);
   }
@@ -119,7 +176,6 @@ export async function beamSearch(decoder: StepDecoder, options: BeamSearchOption
   if (!Number.isInteger(requestedBeam) || requestedBeam < 1) {
     throw new RangeError(`beam search: beamSize must be a positive integer, got ${requestedBeam}`);
   }
-  const beamSize = Math.min(requestedBeam, vocabSize - 1);
   const maxLen = maxGenerationLength(options);
   const minLen = options.minLen ?? DEFAULTS.minLen;
   if (!Number.isInteger(minLen) || minLen < 0 || minLen > maxLen) {
@@ -129,29 +185,51 @@ export async function beamSearch(decoder: StepDecoder, options: BeamSearchOption
   if (!Number.isInteger(noRepeatNgramSize) || noRepeatNgramSize < 0) {
     throw new RangeError(`beam search: noRepeatNgramSize must be a non-negative integer, got ${noRepeatNgramSize}`);
   }
-  const lenPenalty = options.lenPenalty ?? DEFAULTS.lenPenalty;
-  const normalizeScores = options.normalizeScores ?? DEFAULTS.normalizeScores;
-  const unkPenalty = options.unkPenalty ?? DEFAULTS.unkPenalty;
-  const candidateCount = 2 * beamSize;
+  return {
+    beamSize: Math.min(requestedBeam, vocabSize - 1),
+    maxLen,
+    minLen,
+    noRepeatNgramSize,
+    lenPenalty: options.lenPenalty ?? DEFAULTS.lenPenalty,
+    normalizeScores: options.normalizeScores ?? DEFAULTS.normalizeScores,
+    unkPenalty: options.unkPenalty ?? DEFAULTS.unkPenalty,
+  };
+}
 
+/** The search of one sentence: fairseq's buffers and one `BeamSearch.step` per decoder step. */
+class SentenceSearch {
   // fairseq's buffers, one row per beam: `tokens` holds BOS, the generated tokens and room for
   // EOS; `scores[b][s]` is hypothesis b's cumulative log-probability after step s.
-  let tokens = Array.from({ length: beamSize }, () => new Int32Array(maxLen + 2).fill(PAD_ID));
-  for (const row of tokens) row[0] = BOS_ID;
-  let scores = Array.from({ length: beamSize }, () => new Float32Array(maxLen + 1));
+  #tokens: Int32Array[];
+  #scores: Float32Array[];
   // `cands_to_ignore`: candidate positions (< beamSize) of the coming step that may be neither
   // finalized nor continued.
-  let ignoredSlots: boolean[] = new Array<boolean>(beamSize).fill(false);
-  const finalized: Hypothesis[] = [];
+  #ignoredSlots: boolean[];
+  readonly #finalized: Hypothesis[] = [];
 
-  for (let step = 0; step <= maxLen; step++) {
-    const lastTokens = Int32Array.from(tokens, (row) => row[step]!);
-    const logProbs = await decoder.step(lastTokens, step);
-    if (logProbs.length !== beamSize * vocabSize) {
-      throw new Error(
-        `beam search: the decoder returned ${logProbs.length} log-probabilities, expected ${beamSize} × ${vocabSize}`,
-      );
-    }
+  constructor(private readonly settings: SearchSettings) {
+    const { beamSize, maxLen } = settings;
+    this.#tokens = Array.from({ length: beamSize }, () => new Int32Array(maxLen + 2).fill(PAD_ID));
+    for (const row of this.#tokens) row[0] = BOS_ID;
+    this.#scores = Array.from({ length: beamSize }, () => new Float32Array(maxLen + 1));
+    this.#ignoredSlots = new Array<boolean>(beamSize).fill(false);
+  }
+
+  /** The token each beam feeds at `step`. */
+  lastTokens(step: number): Int32Array {
+    return Int32Array.from(this.#tokens, (row) => row[step]!);
+  }
+
+  /**
+   * One step on the beams' log-probabilities `[beam × V]` (masked in place): finalizes what ends
+   * here and returns the parent beam of each next beam, or undefined once the search is over.
+   */
+  advance(logProbs: Float32Array, step: number): Int32Array | undefined {
+    const { beamSize, maxLen, minLen, noRepeatNgramSize, unkPenalty, normalizeScores, lenPenalty } = this.settings;
+    const vocabSize = logProbs.length / beamSize;
+    const tokens = this.#tokens;
+    const scores = this.#scores;
+    const finalized = this.#finalized;
     const sourceBeams = step === 0 ? 1 : beamSize;
     for (let beam = 0; beam < sourceBeams; beam++) {
       const row = logProbs.subarray(beam * vocabSize, (beam + 1) * vocabSize);
@@ -172,44 +250,46 @@ export async function beamSearch(decoder: StepDecoder, options: BeamSearchOption
     }
 
     const previousScores = step === 0 ? undefined : Float32Array.from(scores, (row) => row[step - 1]!);
-    const topCount = Math.min(candidateCount, sourceBeams * vocabSize - 1);
+    const topCount = Math.min(2 * beamSize, sourceBeams * vocabSize - 1);
     const candidates = topCandidates(logProbs, vocabSize, sourceBeams, previousScores, topCount);
 
     // `eos_mask`: an EOS candidate that can end a hypothesis (a −∞ EOS is an ordinary candidate).
     const endsWithEos = candidates.map((c) => c.token === EOS_ID && c.score !== -Infinity);
     for (let position = 0; position < beamSize; position++) {
-      if (!endsWithEos[position] || ignoredSlots[position]) continue;
+      if (!endsWithEos[position] || this.#ignoredSlots[position]) continue;
       if (finalized.length === beamSize) break;
       const candidate = candidates[position]!;
       finalized.push(
         finalize(tokens[candidate.beam]!, scores[candidate.beam]!, candidate.score, step, normalizeScores, lenPenalty),
       );
     }
-    if (finalized.length === beamSize || step === maxLen) break;
+    if (finalized.length === beamSize || step === maxLen) return undefined;
 
     // `active_mask` + topk(largest=False): the next beams are the candidates that are neither
     // finalizable EOS nor ignored slots, in top-k order; excluded candidates fill any shortfall.
-    const excluded = candidates.map((_, position) => endsWithEos[position]! || (ignoredSlots[position] ?? false));
+    const excluded = candidates.map((_, position) => endsWithEos[position]! || (this.#ignoredSlots[position] ?? false));
     const positions = candidates.map((_, position) => position);
     const activeFirst = [...positions.filter((p) => !excluded[p]), ...positions.filter((p) => excluded[p])];
     const chosen = activeFirst.slice(0, beamSize);
-    ignoredSlots = chosen.map((p) => excluded[p]!);
+    this.#ignoredSlots = chosen.map((p) => excluded[p]!);
 
-    const parents = Int32Array.from(chosen, (p) => candidates[p]!.beam);
-    tokens = chosen.map((p) => {
+    this.#tokens = chosen.map((p) => {
       const row = tokens[candidates[p]!.beam]!.slice();
       row[step + 1] = candidates[p]!.token;
       return row;
     });
-    scores = chosen.map((p) => {
+    this.#scores = chosen.map((p) => {
       const row = scores[candidates[p]!.beam]!.slice();
       row[step] = candidates[p]!.score;
       return row;
     });
-    decoder.reorder(parents);
+    return Int32Array.from(chosen, (p) => candidates[p]!.beam);
   }
 
-  return finalized.sort((a, b) => b.score - a.score);
+  /** The finished hypotheses, best first. */
+  hypotheses(): Hypothesis[] {
+    return [...this.#finalized].sort((a, b) => b.score - a.score);
+  }
 }
 
 /**

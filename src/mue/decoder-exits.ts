@@ -36,7 +36,7 @@ import type { OfaModel } from '../models/ofa/model.js';
 import { OfaStepDecoder } from '../models/ofa/step-decoder.js';
 import type { Tensor } from '../tensor.js';
 import { type DecisionScope, type DecisionSite, type ExitOptions, ExitTracker } from './exit.js';
-import { type ExitReport, type StreamReport, exitReport, readStreamReport } from './report.js';
+import { type ExitReport, type StreamReport, exitReport, readStreamReport, reportOfRows } from './report.js';
 import { decoderThreshold } from './schedule.js';
 
 /** How the caches of the layers a sequence skipped are filled (see the module comment). */
@@ -286,6 +286,8 @@ export class ExitingStepDecoder extends OfaStepDecoder {
   readonly settings: Readonly<Required<Omit<DecoderExitSettings, 'maxLen'>>> & { maxLen?: number };
   /** One report per step run, in order: the layers each beam ran for that token. */
   readonly reports: StreamReport[] = [];
+  /** Per report, the sample (of the encoder output) of each of its beams. */
+  readonly #reportSamples: (readonly number[])[] = [];
   /** The step whose log-probabilities are being read. */
   #pending: ExitingStepResult | undefined;
 
@@ -301,6 +303,17 @@ export class ExitingStepDecoder extends OfaStepDecoder {
     return maxLen === undefined ? threshold : decoderThreshold(threshold, step, maxLen);
   }
 
+  /**
+   * The reports of sample `sample`'s beams (a batch of several samples decodes them together), one
+   * per step it took part in.
+   */
+  reportsOf(sample: number): StreamReport[] {
+    return this.reports.flatMap((report, step) => {
+      const rows = this.#reportSamples[step]!.flatMap((s, row) => (s === sample ? [row] : []));
+      return rows.length === 0 ? [] : [reportOfRows(report, rows)];
+    });
+  }
+
   /** The decoder part of the exit report over the steps run so far. */
   report(wallMs = 0): ExitReport {
     return exitReport([], this.reports, wallMs);
@@ -308,6 +321,7 @@ export class ExitingStepDecoder extends OfaStepDecoder {
 
   protected override async forward(tokens: number[], step: number): Promise<Tensor> {
     const { site, scope, fill } = this.settings;
+    this.#reportSamples.push(this.session.sequenceSamples);
     const result = await exitingStep(this.session, tokens, { threshold: this.stepThreshold(step), site, scope, fill });
     result.state.dispose();
     result.lastHiddenState.dispose();

@@ -34,10 +34,16 @@
  */
 import type { Backend } from '../backend/backend.js';
 import type { EncoderMode } from '../models/ofa/config.js';
-import { type EncoderOutput, type EncoderStreams, type OfaEncoder, disposeStreams } from '../models/ofa/encoder.js';
+import {
+  type EncoderBatch,
+  type EncoderOutput,
+  type EncoderStreams,
+  type OfaEncoder,
+  disposeStreams,
+} from '../models/ofa/encoder.js';
 import type { OfaModel } from '../models/ofa/model.js';
 import type { Tensor } from '../tensor.js';
-import { type DecisionScope, type DecisionSite, ExitTracker } from './exit.js';
+import { type DecisionScope, type DecisionSite, ExitTracker, paddingKeep } from './exit.js';
 import { type StreamReport, readStreamReport } from './report.js';
 
 export interface EncoderExitOptions {
@@ -55,11 +61,12 @@ export interface EncoderExitOptions {
 
 /**
  * What the exits need of an encoder: its step-by-step API (`OfaEncoder` has it). The forward pass
- * calls `embed` (joint) or `embedStreams` (decomposed) once, then `layer` per layer and stream.
+ * calls `embedBatch` (joint) or `embedStreamsBatch` (decomposed) once, then `layer` per layer and
+ * stream.
  */
 export type ExitEncoder = Pick<
   OfaEncoder,
-  'layerCount' | 'mode' | 'embed' | 'layer' | 'finish' | 'embedStreams' | 'finishStreams'
+  'layerCount' | 'mode' | 'embedBatch' | 'layer' | 'finish' | 'embedStreamsBatch' | 'finishStreams'
 >;
 
 export interface EncoderExitResult {
@@ -78,6 +85,8 @@ export interface EncoderExitResult {
 
 interface Stream {
   name: 'image' | 'text';
+  /** Tokens per sample the stream's layers process (the report's compute weight). */
+  tokens: number;
   tracker: ExitTracker;
   /**
    * States from the embedding output on; in host mode the list ends at the exit state. (The joint
@@ -93,14 +102,29 @@ interface Stream {
  * per mue-spec §2, the joint encoder with frozen modalities (§6). Returns the encoder output (for
  * the decoder) and the exit reports (read after the forward pass).
  */
-export async function encodeWithExits(
+export function encodeWithExits(
   source: OfaModel | ExitEncoder,
   pixels: Tensor,
   inputIds: ArrayLike<number>,
   options: EncoderExitOptions,
 ): Promise<EncoderExitResult> {
+  return encodeBatchWithExits(source, { pixels, texts: [inputIds] }, options);
+}
+
+/**
+ * `encodeWithExits` for a batch of texts and their images (`EncoderBatch`): every sample decides
+ * alone (per-sample scope) — each text, and in the decomposed encoder each distinct image, whose
+ * stream runs once for the texts that read it. The reports have one entry of `layersRun` per
+ * sample of their stream: images in `pixels` order for the decomposed image stream, texts for
+ * the others.
+ */
+export async function encodeBatchWithExits(
+  source: OfaModel | ExitEncoder,
+  batch: EncoderBatch,
+  options: EncoderExitOptions,
+): Promise<EncoderExitResult> {
   const encoder = 'encoder' in source ? source.encoder : source;
-  const { backend } = pixels;
+  const { backend } = batch.pixels;
   for (const key of ['image', 'text'] as const) {
     if (typeof options[key] !== 'number' || Number.isNaN(options[key])) {
       throw new Error(`encodeWithExits: the ${key} threshold must be a number, got ${String(options[key])}`);
@@ -109,27 +133,32 @@ export async function encodeWithExits(
   const mode = options.mode ?? encoder.mode;
   const site = options.site ?? 'device';
   const scope = options.scope ?? 'per-sample';
-  const stream = (name: 'image' | 'text', hidden: Tensor): Stream => ({
-    name,
-    tracker: new ExitTracker(backend, { threshold: options[name], site, scope }),
-    states: [hidden],
-    stoppedOnHost: false,
-  });
-  return mode === 'decomposed'
-    ? encodeDecomposed(encoder, pixels, inputIds, stream)
-    : encodeJoint(backend, encoder, pixels, inputIds, stream);
+  if (scope === 'batch' && batch.texts.length > 1) {
+    throw new Error("encodeBatchWithExits: the 'batch' scope decides once for a request; a batch of several decides per sample");
+  }
+  const stream = (name: 'image' | 'text', hidden: Tensor, padding?: Int32Array | null): Stream => {
+    const [, tokens, width] = hidden.shape as [number, number, number];
+    const keep = padding ? paddingKeep(backend, padding, width, hidden.shape) : undefined;
+    return {
+      name,
+      tokens,
+      tracker: new ExitTracker(backend, { threshold: options[name], site, scope, ...(keep && { keep }) }),
+      states: [hidden],
+      stoppedOnHost: false,
+    };
+  };
+  return mode === 'decomposed' ? encodeDecomposed(encoder, batch, stream) : encodeJoint(backend, encoder, batch, stream);
 }
 
 /** §2: each stream through the layers, gated by its own tracker; then `finishStreams`. */
 async function encodeDecomposed(
   encoder: ExitEncoder,
-  pixels: Tensor,
-  inputIds: ArrayLike<number>,
-  stream: (name: 'image' | 'text', hidden: Tensor) => Stream,
+  batch: EncoderBatch,
+  stream: (name: 'image' | 'text', hidden: Tensor, padding?: Int32Array | null) => Stream,
 ): Promise<EncoderExitResult> {
-  const streams: EncoderStreams = encoder.embedStreams(pixels, inputIds);
+  const streams: EncoderStreams = encoder.embedStreamsBatch(batch);
   const image = stream('image', streams.image.hidden);
-  const text = stream('text', streams.text.hidden);
+  const text = stream('text', streams.text.hidden, streams.text.context.keyPadding);
   const layers = encoder.layerCount;
   let output: EncoderOutput;
   try {
@@ -147,13 +176,12 @@ async function encodeDecomposed(
   } catch (error) {
     disposeAll([...image.states.slice(1), ...text.states.slice(1)]);
     disposeStreams(streams);
-    image.tracker.dispose();
-    text.tracker.dispose();
+    disposeTracker(image.tracker);
+    disposeTracker(text.tracker);
     throw error;
   }
   try {
-    const tokens = [streams.image.context.length, streams.text.context.length];
-    const reports = await readReports([image, text], layers, tokens);
+    const reports = await readReports([image, text], layers);
     const { streamStates } = output;
     if (streamStates) {
       dropCarried(streamStates.image, reports[0]!);
@@ -174,18 +202,18 @@ async function encodeDecomposed(
 async function encodeJoint(
   backend: Backend,
   encoder: ExitEncoder,
-  pixels: Tensor,
-  inputIds: ArrayLike<number>,
-  stream: (name: 'image' | 'text', hidden: Tensor) => Stream,
+  batch: EncoderBatch,
+  stream: (name: 'image' | 'text', hidden: Tensor, padding?: Int32Array | null) => Stream,
 ): Promise<EncoderExitResult> {
-  const { hidden, context } = encoder.embed(pixels, inputIds);
+  const { hidden, context } = encoder.embedBatch(batch);
   const patches = context.imageGrid.rows * context.imageGrid.cols;
   const total = patches + context.textLength;
   const range = { image: [0, patches], text: [patches, total] } as const;
   const rows = (x: Tensor, name: 'image' | 'text'): Tensor => backend.slice(x, 1, range[name][0], range[name][1]);
   // Each modality's own rows (its tracker's `previous`; only the latest is kept), and the joint states.
+  const textPadding = context.keyPadding.filter((_, i) => i % total >= patches);
   const image = stream('image', rows(hidden, 'image'));
-  const text = stream('text', rows(hidden, 'text'));
+  const text = stream('text', rows(hidden, 'text'), textPadding);
   const hiddenStates = [hidden];
   /** The joint layer's output of the current layer: freed once its rows have been taken. */
   const temporaries = new Set<Tensor>();
@@ -233,13 +261,14 @@ async function encodeJoint(
     disposeAll([...image.states, ...text.states]);
     const lastHiddenState = encoder.finish(hiddenStates.at(-1)!);
     context.absolutePositionBias.dispose();
-    const { positionEmbedding, keyPaddingMask, imageGrid, textLength } = context;
+    const { positionEmbedding, keyPaddingMask, keyPadding, imageGrid, textLength } = context;
     output = {
       encoderMode: 'joint',
       hiddenStates,
       lastHiddenState,
       positionEmbedding,
       keyPaddingMask,
+      keyPadding,
       imageGrid,
       textLength,
       dispose: () => disposeAll([...hiddenStates, lastHiddenState, positionEmbedding, keyPaddingMask]),
@@ -247,12 +276,14 @@ async function encodeJoint(
   } catch (error) {
     disposeAll([...image.states, ...text.states, ...temporaries, ...hiddenStates]);
     for (const t of [context.absolutePositionBias, context.positionEmbedding, context.keyPaddingMask]) t.dispose();
-    image.tracker.dispose();
-    text.tracker.dispose();
+    disposeTracker(image.tracker);
+    disposeTracker(text.tracker);
     throw error;
   }
   try {
-    const [imageReport, textReport] = await readReports([image, text], layers, [0, 0]);
+    image.tokens = 0;
+    text.tokens = 0;
+    const [imageReport, textReport] = await readReports([image, text], layers);
     const joint: StreamReport = {
       stream: 'joint',
       layers,
@@ -268,13 +299,18 @@ async function encodeJoint(
   }
 }
 
-/** Reads the trackers' reports (after the forward pass; all in one submission) and frees their decisions. */
-async function readReports(streams: Stream[], layers: number, tokens: number[]): Promise<StreamReport[]> {
+/** Reads the trackers' reports (after the forward pass; all in one submission) and frees their decisions and masks. */
+async function readReports(streams: Stream[], layers: number): Promise<StreamReport[]> {
   try {
-    return await Promise.all(streams.map((s, i) => readStreamReport(s.name, s.tracker, layers, tokens[i]!)));
+    return await Promise.all(streams.map((s) => readStreamReport(s.name, s.tracker, layers, s.tokens)));
   } finally {
-    for (const s of streams) s.tracker.dispose();
+    for (const s of streams) disposeTracker(s.tracker);
   }
+}
+
+function disposeTracker(tracker: ExitTracker): void {
+  tracker.dispose();
+  tracker.options.keep?.dispose();
 }
 
 /**

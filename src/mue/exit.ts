@@ -31,6 +31,13 @@ export interface ExitOptions {
   threshold: number;
   site: DecisionSite;
   scope: DecisionScope;
+  /**
+   * f32, the states' shape: 0 at padded positions of a batch of sequences of different lengths,
+   * 1 elsewhere. Every layer's output is multiplied by it (and the caller zeroes the padded
+   * positions of the first state), so that padding, zero throughout, takes no part in a sample's
+   * similarity: each sample decides as it would alone.
+   */
+  keep?: Tensor;
 }
 
 /** What one layer decided, kept on the device until the caller reads the report. */
@@ -74,7 +81,15 @@ export class ExitTracker {
     }
     const doneBefore = this.#done;
     const allDoneBefore = this.#allDone;
-    const computed = allDoneBefore && this.options.site === 'device' ? backend.unlessAll(allDoneBefore, () => run(previous)) : run(previous);
+    const { keep } = this.options;
+    const runLayer = (): Tensor => {
+      const output = run(previous);
+      if (!keep) return output;
+      const masked = backend.mul(output, keep);
+      output.dispose();
+      return masked;
+    };
+    const computed = allDoneBefore && this.options.site === 'device' ? backend.unlessAll(allDoneBefore, runLayer) : runLayer();
     const { state, similarity, done, allDone } = this.#decide(previous, computed, doneBefore);
     computed.dispose();
     allDoneBefore?.dispose();
@@ -111,4 +126,17 @@ export class ExitTracker {
     this.#allDone?.dispose();
     this.#allDone = undefined;
   }
+}
+
+/**
+ * The `keep` mask of `ExitOptions` for states `[B, T, d]` whose padded positions are flagged in
+ * `padding` (`[B·T]`, non-zero = padded); undefined when nothing is padded.
+ */
+export function paddingKeep(backend: Backend, padding: ArrayLike<number>, width: number, shape: readonly number[]): Tensor | undefined {
+  if (!Array.prototype.some.call(padding, (flag: number) => flag !== 0)) return undefined;
+  const keep = new Float32Array(padding.length * width);
+  for (let position = 0; position < padding.length; position++) {
+    if (padding[position] === 0) keep.fill(1, position * width, (position + 1) * width);
+  }
+  return backend.upload(keep, shape, 'f32');
 }

@@ -13,13 +13,15 @@
  * schedule belongs to the sequence generator, which a full pass does not use, so `threshold` is
  * `decoder_thres` as given (0.7 in the authors' SNLI-VE script). A threshold of 1 or more never
  * exits, and the pass then equals `OfaDecoder.decodeFull` exactly.
+ *
+ * Sequences of different lengths are right-padded (as in `decodeFull`); the padded positions are
+ * zeroed in every state, so that a sequence's similarity — and its decision — is its own alone.
  */
 import type { EncoderOutput } from '../models/ofa/encoder.js';
-import type { OfaDecoder } from '../models/ofa/decoder.js';
+import { type OfaDecoder, padRows } from '../models/ofa/decoder.js';
 import type { OfaModel } from '../models/ofa/model.js';
-import { checkTextLength } from '../models/ofa/positions.js';
 import type { Tensor } from '../tensor.js';
-import { type DecisionScope, type DecisionSite, ExitTracker } from './exit.js';
+import { type DecisionScope, type DecisionSite, ExitTracker, paddingKeep } from './exit.js';
 import { type StreamReport, readStreamReport } from './report.js';
 
 export interface FullPassExitOptions {
@@ -31,21 +33,23 @@ export interface FullPassExitOptions {
   scope?: DecisionScope;
   /** The report's stream name (default `'prompt'`). */
   stream?: string;
+  /** One position per sequence: read out only these (as `OfaDecoder.decodeFull`'s `logitsAt`). */
+  logitsAt?: readonly number[];
 }
 
 export interface FullPassExitResult {
-  /** `[B, T, d]`: the final LayerNorm of the exit state. */
+  /** `[B, T, d]` (`[B, 1, d]` with `logitsAt`): the final LayerNorm of the exit state. */
   lastHiddenState: Tensor;
-  /** `[B, T, V]`. */
+  /** `[B, T, V]` (`[B, 1, V]` with `logitsAt`). */
   logits: Tensor;
-  /** The pass's decisions: layers run per sequence, one similarity per layer run (tokens = T). */
+  /** The pass's decisions: layers run per sequence, one similarity per layer run (tokens = T, the longest). */
   report: StreamReport;
   dispose(): void;
 }
 
 /**
- * Teacher-forced decoding of B equal-length sequences `ids` (each starting with BOS) with MuE's
- * decoder exits; the counterpart of `OfaDecoder.decodeFull`.
+ * Teacher-forced decoding of B sequences `ids` (each starting with BOS) with MuE's decoder exits;
+ * the counterpart of `OfaDecoder.decodeFull`.
  */
 export async function decodeFullWithExits(
   source: OfaModel | OfaDecoder,
@@ -58,20 +62,16 @@ export async function decodeFullWithExits(
   if (typeof options.threshold !== 'number' || Number.isNaN(options.threshold)) {
     throw new Error(`decodeFullWithExits: the threshold must be a number, got ${String(options.threshold)}`);
   }
-  const batch = ids.length;
-  const length = ids[0]?.length ?? 0;
-  if (batch === 0 || length === 0) throw new Error('decodeFullWithExits: needs at least one non-empty sequence');
-  if (ids.some((row) => row.length !== length)) {
-    throw new Error(`decodeFullWithExits: needs sequences of equal length, got ${ids.map((r) => r.length).join(', ')}`);
+  const { flat, batch, length } = padRows(decoder.config, ids, 'decodeFullWithExits');
+  const scope = options.scope ?? 'per-sample';
+  if (scope === 'batch' && ids.some((row) => row.length !== length)) {
+    throw new Error("decodeFullWithExits: the 'batch' scope decides over all positions of all sequences, which must then be of one length");
   }
-  checkTextLength(decoder.config, length, 'decoder sequence');
   // cos ≤ 1: a threshold of 1 or more never exits, not even when the similarity rounds above 1.
   const threshold = options.threshold < 1 ? options.threshold : Infinity;
-  const tracker = new ExitTracker(backend, {
-    threshold,
-    site: options.site ?? 'device',
-    scope: options.scope ?? 'per-sample',
-  });
+  const d = decoder.config.dModel;
+  const keep = paddingKeep(backend, Array.from(flat, (_, i) => (i % length < ids[Math.floor(i / length)]!.length ? 0 : 1)), d, [batch, length, d]);
+  const tracker = new ExitTracker(backend, { threshold, site: options.site ?? 'device', scope, ...(keep && { keep }) });
 
   const memory = decoder.memory(encoderOutput);
   const positions = decoder.decoderPositions(0, length);
@@ -82,14 +82,19 @@ export async function decodeFullWithExits(
   let x: Tensor | undefined;
   let finished: { lastHiddenState: Tensor; logits: Tensor } | undefined;
   try {
-    x = decoder.embed(ids.flat(), batch, length);
+    x = decoder.embed(flat, batch, length);
+    if (keep) {
+      const embedded = x;
+      x = backend.mul(embedded, keep);
+      embedded.dispose();
+    }
     for (let l = 0; l < decoder.layerCount; l++) {
       const next: Tensor = await tracker.step(l, x, (h) => decoder.layer(l, h, pass, memory));
       if (tracker.decisions.at(-1)!.skippedOnHost) break; // host: every sequence has stopped
       if (next !== x) x.dispose();
       x = next;
     }
-    finished = decoder.finish(x);
+    finished = decoder.finishAt(x, options.logitsAt);
     const report = await readStreamReport(options.stream ?? 'prompt', tracker, decoder.layerCount, length);
     const { lastHiddenState, logits } = finished;
     return { lastHiddenState, logits, report, dispose: () => [lastHiddenState, logits].forEach((t) => t.dispose()) };
@@ -100,6 +105,7 @@ export async function decodeFullWithExits(
   } finally {
     x?.dispose();
     tracker.dispose();
+    keep?.dispose();
     pass.selfPositionBias.dispose();
     pass.crossPositionBias.dispose();
     memory.dispose();

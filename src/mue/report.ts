@@ -53,6 +53,22 @@ export async function readStreamReport(stream: string, tracker: ExitTracker, lay
   return { stream, layers, layersRun, tokens, similarities };
 }
 
+/**
+ * One sample's part of a batch's report: the entries of samples `rows` (of a sample's beams, say),
+ * weighted by `tokens` (default: the report's). A report of one decision for all samples (batch
+ * scope) has one entry, which every part keeps.
+ */
+export function reportOfRows(report: StreamReport, rows: readonly number[], tokens = report.tokens): StreamReport {
+  const pick = (values: readonly number[]): number[] => (values.length === 1 ? [...values] : rows.map((r) => values[r]!));
+  return {
+    stream: report.stream,
+    layers: report.layers,
+    layersRun: pick(report.layersRun),
+    tokens,
+    similarities: report.similarities.map(pick),
+  };
+}
+
 /** Combines stream reports: compute is token-weighted layers run over token-weighted layers. */
 export function exitReport(encoder: StreamReport[], decoder: StreamReport[], wallMs: number): ExitReport {
   let run = 0;

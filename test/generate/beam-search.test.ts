@@ -5,7 +5,8 @@
  * the way. Scores are log-probabilities, so expected values are logs of the products.
  */
 import { describe, expect, it } from 'vitest';
-import { type BeamSearchOptions, type Hypothesis, beamSearch, maxGenerationLength } from '../../src/generate/beam-search.js';
+import { type BeamSearchOptions, type Hypothesis, beamSearch, beamSearchBatch, maxGenerationLength } from '../../src/generate/beam-search.js';
+import type { StepDecoder } from '../../src/generate/decoder.js';
 import { greedy } from '../../src/generate/greedy.js';
 import { ToyModel, type Table, type ToyModelOptions, bigramTable, prefixTable } from './toy-model.js';
 
@@ -292,3 +293,69 @@ describe('beamSearch: fairseq SequenceGenerator._generate + BeamSearch.step', ()
     expect(hypotheses.length).toBeGreaterThan(0);
   });
 });
+
+/**
+ * Several toy models as one decoder holding each one's beams in turn (sentence-major), as a
+ * batched OFA decoder holds the beams of several images: a reorder hands each model its rows, and
+ * a model none of whose rows are kept has left the batch.
+ */
+class ToyBatch implements StepDecoder {
+  readonly vocabSize: number;
+  /** The models still in the batch, in row order. */
+  #models: ToyModel[];
+
+  constructor(
+    readonly models: ToyModel[],
+    readonly beamSize: number,
+  ) {
+    this.vocabSize = models[0]!.vocabSize;
+    this.#models = [...models];
+  }
+
+  async step(tokens: Int32Array, step: number): Promise<Float32Array> {
+    const width = this.beamSize;
+    const parts = await Promise.all(this.#models.map((model, i) => model.step(tokens.subarray(i * width, (i + 1) * width), step)));
+    const out = new Float32Array(tokens.length * this.vocabSize);
+    parts.forEach((part, i) => out.set(part, i * width * this.vocabSize));
+    return out;
+  }
+
+  reorder(indices: Int32Array): void {
+    const width = this.beamSize;
+    const kept = this.#models.filter((model, i) => {
+      const rows = Array.from(indices).filter((row) => Math.floor(row / width) === i);
+      if (rows.length > 0) model.reorder(Int32Array.from(rows, (row) => row - i * width));
+      return rows.length > 0;
+    });
+    this.#models = kept;
+  }
+}
+
+describe('beamSearchBatch: several sentences in one decoder batch', () => {
+  it('finds for each sentence what beamSearch finds alone, dropping finished sentences from the batch', async () => {
+    const tables = [
+      GREEDY_TRAP,
+      bigramTable({ '': { a: 0.6, b: 0.3 }, a: { b: 0.5, c: 0.4 }, b: { c: 0.7, '</s>': 0.2 }, c: { '</s>': 0.9 } }),
+      prefixTable({ '': { c: 0.9 }, c: { '</s>': 0.95 } }),
+    ];
+    const options = { beamSize: 2, maxLenB: 5 };
+    const batch = new ToyBatch(
+      tables.map((table) => new ToyModel(table, 2)),
+      2,
+    );
+    const batched = await beamSearchBatch(batch, tables.length, options);
+    for (const [i, table] of tables.entries()) {
+      const alone = await beamSearch(new ToyModel(table, 2), options);
+      expect(batched[i]!.map((h) => [Array.from(h.tokens), h.score])).toEqual(alone.map((h) => [Array.from(h.tokens), h.score]));
+      // The batch fed this sentence exactly the steps it runs alone, then let it go.
+      expect(batch.models[i]!.fed).toEqual((await searchFed(table, options)).fed);
+    }
+    await expect(beamSearchBatch(batch, 0, options)).rejects.toThrow(/positive integer/);
+  });
+});
+
+async function searchFed(table: Table, options: BeamSearchOptions): Promise<ToyModel> {
+  const model = new ToyModel(table, options.beamSize ?? 5);
+  await beamSearch(model, options);
+  return model;
+}

@@ -16,6 +16,7 @@ import type { Backend } from '../../src/backend/backend.js';
 import { CpuBackend } from '../../src/backend/cpu/cpu-backend.js';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
 import {
+  type EncoderBatch,
   type EncoderContext,
   type EncoderOutput,
   type EncoderStreams,
@@ -145,8 +146,8 @@ function withCachedEmbeddings(encoder: OfaEncoder, pixels: Tensor, inputIds: num
   const copy = (t: Tensor): Tensor => backend.slice(t, 0, 0, t.shape[0]!);
   const joint = encoder.embed(pixels, inputIds);
   const streams = encoder.embedStreams(pixels, inputIds);
-  const check = (p: Tensor, ids: ArrayLike<number>): void => {
-    if (p !== pixels || [...Array.from(ids)].join() !== inputIds.join()) throw new Error('cached encoder: other input');
+  const check = ({ pixels: p, texts }: EncoderBatch): void => {
+    if (p !== pixels || texts.length !== 1 || [...Array.from(texts[0]!)].join() !== inputIds.join()) throw new Error('cached encoder: other input');
   };
   return {
     get layerCount() {
@@ -158,8 +159,8 @@ function withCachedEmbeddings(encoder: OfaEncoder, pixels: Tensor, inputIds: num
     layer: (l, x, context) => encoder.layer(l, x, context),
     finish: (x) => encoder.finish(x),
     finishStreams: (s, image, text) => encoder.finishStreams(s, image, text),
-    embed(p, ids) {
-      check(p, ids);
+    embedBatch(batch) {
+      check(batch);
       const c = joint.context;
       return {
         hidden: copy(joint.hidden),
@@ -171,8 +172,8 @@ function withCachedEmbeddings(encoder: OfaEncoder, pixels: Tensor, inputIds: num
         },
       };
     },
-    embedStreams(p, ids): EncoderStreams {
-      check(p, ids);
+    embedStreamsBatch(batch): EncoderStreams {
+      check(batch);
       const { image, text } = streams;
       return {
         ...streams,
@@ -259,7 +260,7 @@ describe.each(backends)('encodeWithExits on the %s backend (golden tiny model)',
     decomposedSims.image = similarities(decomposed.streamStates!.image);
     decomposedSims.text = similarities(decomposed.streamStates!.text);
     cached = withCachedEmbeddings(model.encoder, pixels, golden.inputIds);
-    const embedded = cached.embed(pixels, golden.inputIds);
+    const embedded = cached.embedBatch({ pixels, texts: [golden.inputIds] });
     embedded.hidden.dispose();
     jointContext = embedded.context;
   });
@@ -455,8 +456,8 @@ describe.each(backends)('encodeWithExits on the %s backend (golden tiny model)',
           return cached.layerCount;
         },
         mode,
-        embed: (p, ids) => cached.embed(p, ids),
-        embedStreams: (p, ids) => cached.embedStreams(p, ids),
+        embedBatch: (batch) => cached.embedBatch(batch),
+        embedStreamsBatch: (batch) => cached.embedStreamsBatch(batch),
         layer: (l, x, context) => (seen.push(gpu.submissions), cached.layer(l, x, context)),
         finish: (x) => (seen.push(gpu.submissions), cached.finish(x)),
         finishStreams: (st, image, text) => (seen.push(gpu.submissions), cached.finishStreams(st, image, text)),

@@ -6,9 +6,11 @@
  *
  * Two drivers share the layer code: `decodeFull` (teacher forcing, all positions at once, no
  * cache) and `DecodingSession` (one token per step for a batch of B sequences — beams — with a
- * key/value cache, §5.5). The encoder output has batch 1 and is shared by every sequence through
- * the attention op's batch-1 key/value sharing, so it is not copied per beam (MuE's cache copying
- * may have a sequence attend to another layer's cross keys, see `LayerCache`). Like the encoder,
+ * key/value cache, §5.5). The sequences attend to an encoder output of one or more samples (a
+ * batch of requests); each sequence reads its sample's memory, which is never copied per beam: a
+ * memory of one sample is shared through the attention op's batch-1 key/value sharing, and the
+ * sequences of several samples attend as query rows of their sample (`attendMemory`). MuE's cache
+ * copying may have a sequence attend to another layer's cross keys, see `LayerCache`. Like the encoder,
  * each pass is `embed` → `layer(l, …)` per layer → `finish`, so that a driver may stop early.
  */
 import type { Backend } from '../../backend/backend.js';
@@ -30,13 +32,15 @@ import type { DecoderWeights } from './weights.js';
 
 /** What the decoder keeps of one encoder output: computed once, shared by every step and sequence. */
 export interface EncoderMemory {
-  /** Per layer, the cross-attention keys and values `[1, N, d]` of the encoder output (§5.3). */
+  /** Per layer, the cross-attention keys and values `[S, N, d]` of the encoder output's S samples (§5.3). */
   crossKeys: Tensor[];
   crossValues: Tensor[];
   /** `[H, N, dh]`: `cross_pos_k_linear` of the encoder's position vectors (§5.2, not re-normed). */
   crossPositionKeys: Tensor;
-  /** i32 `[1, N]`, the encoder's padding mask (borrowed from the encoder output). */
+  /** i32 `[S, N]`, the encoder's padding mask (borrowed from the encoder output). */
   keyPaddingMask: Tensor;
+  /** Host copy of `keyPaddingMask`, `[S·N]`. */
+  keyPadding: Int32Array;
   dispose(): void;
 }
 
@@ -72,6 +76,11 @@ export interface LayerCache {
    * layer is the copy: no tensor is copied, and sequences that name one layer share its keys.
    */
   crossLayers: readonly number[];
+  /**
+   * Per sequence, the sample of the encoder memory it attends to. Default: sequence b reads sample
+   * b, or the only one.
+   */
+  samples?: readonly number[];
 }
 
 export interface DecoderOutput {
@@ -124,7 +133,37 @@ export class OfaDecoder {
     return {
       ...memory,
       keyPaddingMask: encoderOutput.keyPaddingMask,
+      keyPadding: encoderOutput.keyPadding,
       dispose: () => [...memory.crossKeys, ...memory.crossValues, memory.crossPositionKeys].forEach((t) => t.dispose()),
+    };
+  }
+
+  /**
+   * The memory of samples `samples` only (in that order), for a batch whose other samples are
+   * done: their rows of every layer's keys and values and of the padding mask. Takes ownership of
+   * `memory` (freed; the position keys move to the result).
+   */
+  memorySamples(memory: EncoderMemory, samples: readonly number[]): EncoderMemory {
+    const { backend } = this;
+    const [count, length, width] = memory.crossKeys[0]!.shape as [number, number, number];
+    const rows = (t: Tensor, ids: Tensor): Tensor => backend.gather(t.reshape([count, length * width]), ids).reshape([samples.length, length, width]);
+    const keyPadding = new Int32Array(samples.length * length);
+    samples.forEach((sample, i) => keyPadding.set(memory.keyPadding.subarray(sample * length, (sample + 1) * length), i * length));
+    const picked = backend.tidy(() => {
+      const ids = backend.upload(Int32Array.from(samples), [samples.length], 'i32');
+      return {
+        crossKeys: memory.crossKeys.map((t) => rows(t, ids)),
+        crossValues: memory.crossValues.map((t) => rows(t, ids)),
+        keyPaddingMask: backend.upload(keyPadding, [samples.length, length], 'i32'),
+      };
+    });
+    for (const t of [...memory.crossKeys, ...memory.crossValues]) t.dispose();
+    const { crossPositionKeys } = memory;
+    return {
+      ...picked,
+      crossPositionKeys,
+      keyPadding,
+      dispose: () => [...picked.crossKeys, ...picked.crossValues, crossPositionKeys, picked.keyPaddingMask].forEach((t) => t.dispose()),
     };
   }
 
@@ -182,9 +221,9 @@ export class OfaDecoder {
    * Layer `l` (§5.3) on `x [B, Tq, d]` without a cache: the queries attend to themselves
    * (causally) and to the encoder memory.
    */
-  layer(l: number, x: Tensor, pass: DecoderPass, memory: EncoderMemory): Tensor {
+  layer(l: number, x: Tensor, pass: DecoderPass, memory: EncoderMemory, samples?: readonly number[]): Tensor {
     const crossLayers = Array<number>(x.shape[0]!).fill(l);
-    return this.#layer(l, x, pass, memory, { crossLayers }, false).hidden;
+    return this.#layer(l, x, pass, memory, { crossLayers, samples }, false).hidden;
   }
 
   /**
@@ -252,13 +291,14 @@ export class OfaDecoder {
         causal: true,
       });
       const afterSelf = backend.add(x, layerNorm(backend, h, w.selfAttnMidLayerNorm, eps));
-      // Cross-attention to the encoder output (batch 1, shared by the sequences) with Across and
-      // the encoder padding.
+      // Cross-attention to each sequence's sample of the encoder output with Across and the
+      // encoder padding.
       h = layerNorm(backend, afterSelf, w.crossAttnLayerNorm, eps);
       const crossQueries = linear(backend, h, w.crossAttn.q);
       const crossOptions = { heads, scale, bias: pass.crossPositionBias, keyPaddingMask: memory.keyPaddingMask };
-      const attended = attendByLayer(backend, crossQueries, cache.crossLayers, (q, layer) =>
-        backend.attention(q, memory.crossKeys[layer]!, memory.crossValues[layer]!, crossOptions),
+      const samples = cache.samples ?? defaultSamples(x.shape[0]!, memory);
+      const attended = attendByLayer(backend, crossQueries, cache.crossLayers, (q, layer, sequences) =>
+        attendMemory(backend, q, sequences.map((b) => samples[b]!), memory.crossKeys[layer]!, memory.crossValues[layer]!, crossOptions),
       );
       h = linear(backend, attended, w.crossAttn.out);
       const afterCross = backend.add(afterSelf, layerNorm(backend, h, w.crossAttnMidLayerNorm, eps));
@@ -278,16 +318,38 @@ export class OfaDecoder {
     });
   }
 
-  /** Teacher-forced pass over `ids` (B rows of equal length T, each starting with BOS), no cache. */
-  decodeFull(encoderOutput: EncoderOutput, ids: readonly (readonly number[])[]): DecoderOutput {
-    const batch = ids.length;
-    const length = ids[0]?.length ?? 0;
-    if (batch === 0 || length === 0) throw new Error('decoder: decodeFull needs at least one non-empty sequence');
-    if (ids.some((row) => row.length !== length)) {
-      const lengths = ids.map((row) => row.length).join(', ');
-      throw new Error(`decoder: decodeFull needs sequences of equal length, got ${lengths}`);
+  /**
+   * `finish` of `x [B, T, d]` at every position, or at one position per row (`positions[b]`,
+   * giving `[B, 1, ·]`).
+   */
+  finishAt(x: Tensor, positions?: readonly number[]): { lastHiddenState: Tensor; logits: Tensor } {
+    if (!positions) return this.finish(x);
+    const { backend } = this;
+    const [batch, length, width] = x.shape as [number, number, number];
+    if (positions.length !== batch || positions.some((t) => !Number.isInteger(t) || t < 0 || t >= length)) {
+      throw new Error(`decoder: logitsAt needs one position in 0..${length - 1} per row (${batch}), got [${positions.join(', ')}]`);
     }
-    checkTextLength(this.config, length, 'decoder sequence');
+    const picked = backend.tidy(() => {
+      const rows = backend.upload(Int32Array.from(positions, (t, b) => b * length + t), [batch, 1], 'i32');
+      return backend.gather(x.reshape([batch * length, width]), rows);
+    });
+    const output = this.finish(picked);
+    picked.dispose();
+    return output;
+  }
+
+  /**
+   * Teacher-forced pass over `ids` (B rows, each starting with BOS), no cache; row b reads sample b
+   * of the encoder output, or its only one. Rows of different lengths are right-padded with the
+   * pad id (`padRows`): the causal mask keeps the padding after a row's end from reaching its
+   * positions, whose outputs equal the row's alone.
+   *
+   * `logitsAt` (one position per row) reads out those positions only: `lastHiddenState` and
+   * `logits` are then `[B, 1, ·]`. (The output projection onto the whole vocabulary costs more than
+   * a short pass's layers; a read-out such as entailment's needs one position.)
+   */
+  decodeFull(encoderOutput: EncoderOutput, ids: readonly (readonly number[])[], options: { logitsAt?: readonly number[] } = {}): DecoderOutput {
+    const { flat, batch, length } = padRows(this.config, ids, 'decoder: decodeFull');
     const memory = this.memory(encoderOutput);
     const positions = this.decoderPositions(0, length);
     const selfKeys = this.selfPositionKeys(positions);
@@ -295,9 +357,9 @@ export class OfaDecoder {
     positions.dispose();
     selfKeys.dispose();
 
-    const hiddenStates = [this.embed(ids.flat(), batch, length)];
+    const hiddenStates = [this.embed(flat, batch, length)];
     for (let l = 0; l < this.layerCount; l++) hiddenStates.push(this.layer(l, hiddenStates[l]!, pass, memory));
-    const { lastHiddenState, logits } = this.finish(hiddenStates[this.layerCount]!);
+    const { lastHiddenState, logits } = this.finishAt(hiddenStates[this.layerCount]!, options.logitsAt);
     disposePass(pass);
     memory.dispose();
     return {
@@ -324,31 +386,102 @@ function sequenceRows(sequences: readonly number[], tokens: number): Int32Array 
   return Int32Array.from({ length: sequences.length * tokens }, (_, i) => sequences[Math.floor(i / tokens)]! * tokens + (i % tokens));
 }
 
-/**
- * Attention of queries `q [B, T, d]` in groups of the sequences that name one layer in `layers`
- * (one per sequence): `attend(q of the group, layer)` per group, the outputs put back in sequence
- * order. One group (the usual case) is one call on `q` itself.
- */
-function attendByLayer(backend: Backend, q: Tensor, layers: readonly number[], attend: (q: Tensor, layer: number) => Tensor): Tensor {
-  const groups = new Map<number, number[]>();
-  layers.forEach((layer, b) => groups.set(layer, [...(groups.get(layer) ?? []), b]));
-  if (groups.size === 1) return attend(q, layers[0]!);
-  const [batch, tokens, width] = q.shape as [number, number, number];
-  const rowsOf = (sequences: readonly number[]): Tensor => backend.upload(sequenceRows(sequences, tokens), [sequences.length * tokens], 'i32');
-  const rows = q.reshape([batch * tokens, width]);
-  const outputs = [...groups].map(([layer, sequences]) => attend(backend.gather(rows, rowsOf(sequences)).reshape([sequences.length, tokens, width]), layer));
-  // The groups' outputs are in group order; sequence b is at its place in that order.
-  const order = [...groups.values()].flat();
-  const joined = backend.concat(outputs, 0).reshape([batch * tokens, width]);
-  const inverse = Array<number>(batch);
-  order.forEach((b, place) => (inverse[b] = place));
-  return backend.gather(joined, rowsOf(inverse)).reshape([batch, tokens, width]);
+/** `[B, T, d]` → `[sequences.length, T, d]`: the given sequences' rows, in that order (one gather). */
+export function gatherSequences(backend: Backend, x: Tensor, sequences: readonly number[]): Tensor {
+  const [batch, tokens, width] = x.shape as [number, number, number];
+  return backend.tidy(() => {
+    const ids = backend.upload(sequenceRows(sequences, tokens), [sequences.length * tokens], 'i32');
+    return backend.gather(x.reshape([batch * tokens, width]), ids).reshape([sequences.length, tokens, width]);
+  });
 }
 
 /**
- * Incremental decoding (§5.5) of B sequences that share one encoder output. Each step feeds one
+ * Attention of queries `q [B, T, d]` in groups of the sequences that name one layer in `layers`
+ * (one per sequence): `attend(q of the group, layer, its sequences)` per group, the outputs put
+ * back in sequence order. One group (the usual case) is one call on `q` itself.
+ */
+function attendByLayer(
+  backend: Backend,
+  q: Tensor,
+  layers: readonly number[],
+  attend: (q: Tensor, layer: number, sequences: readonly number[]) => Tensor,
+): Tensor {
+  const groups = new Map<number, number[]>();
+  layers.forEach((layer, b) => groups.set(layer, [...(groups.get(layer) ?? []), b]));
+  if (groups.size === 1) return attend(q, layers[0]!, layers.map((_, b) => b));
+  const outputs = [...groups].map(([layer, sequences]) => attend(gatherSequences(backend, q, sequences), layer, sequences));
+  // The groups' outputs are in group order; sequence b is at its place in that order.
+  const order = [...groups.values()].flat();
+  const inverse = Array<number>(layers.length);
+  order.forEach((b, place) => (inverse[b] = place));
+  return gatherSequences(backend, backend.concat(outputs, 0), inverse);
+}
+
+/** Sequence b reads sample b of a memory of B samples, else the memory's only sample. */
+function defaultSamples(sequences: number, memory: EncoderMemory): number[] {
+  const samples = memory.crossKeys[0]!.shape[0]!;
+  if (samples !== 1 && samples !== sequences) {
+    throw new Error(`decoder: ${sequences} sequences cannot read an encoder output of ${samples} samples without saying which`);
+  }
+  return Array.from({ length: sequences }, (_, b) => (samples === 1 ? 0 : b));
+}
+
+/**
+ * Cross-attention of query rows `q [R, Tq, d]` to the encoder memory `keys`, `values` `[S, N, d]`,
+ * row r reading sample `samples[r]`. The attention op pairs each query sample with the key sample
+ * of the same index (or shares a key batch of 1), so the rows of each sample become query
+ * positions of one attention sample: `[S, k·Tq, d]` with k the most rows any sample has (a sample
+ * with fewer repeats one of its rows, whose output is dropped), the position bias `[H, Tq, N]`
+ * repeated k times. Beams are the usual case — k rows per sample, in sample order — where no row
+ * moves and this is a reshape. The memory is never copied per row.
+ */
+function attendMemory(
+  backend: Backend,
+  q: Tensor,
+  samples: readonly number[],
+  keys: Tensor,
+  values: Tensor,
+  options: { heads: number; scale: number; bias: Tensor; keyPaddingMask: Tensor },
+): Tensor {
+  const sampleCount = keys.shape[0]!;
+  if (sampleCount === 1) return backend.attention(q, keys, values, options);
+  const [rows, tokens, width] = q.shape as [number, number, number];
+  const rowsOfSample = Array.from({ length: sampleCount }, () => [] as number[]);
+  samples.forEach((sample, r) => rowsOfSample[sample]!.push(r));
+  const k = Math.max(...rowsOfSample.map((rs) => rs.length));
+  // Slot j·k + i holds sample j's i-th row (or a repeat of one of its rows, or of row 0 for a sample without rows).
+  const slots = rowsOfSample.flatMap((rs) => Array.from({ length: k }, (_, i) => rs[Math.min(i, rs.length - 1)] ?? 0));
+  const inPlace = slots.length === rows && slots.every((r, j) => r === j);
+  const laidOut = (inPlace ? q : gatherSequences(backend, q, slots)).reshape([sampleCount, k * tokens, width]);
+  const bias = k === 1 ? options.bias : backend.concat(Array<Tensor>(k).fill(options.bias), 1);
+  const attended = backend.attention(laidOut, keys, values, { ...options, bias }).reshape([sampleCount * k, tokens, width]);
+  if (inPlace) return attended;
+  const slotOf = Array<number>(rows);
+  rowsOfSample.forEach((rs, j) => rs.forEach((r, i) => (slotOf[r] = j * k + i)));
+  return gatherSequences(backend, attended, slotOf);
+}
+
+/**
+ * Rows of token ids right-padded with the pad id to the longest: `[B·T]` row-major. Checks that
+ * there is a row, that none is empty, and that T fits the model's positions.
+ */
+export function padRows(config: OfaConfig, ids: readonly (readonly number[])[], what: string): { flat: Int32Array; batch: number; length: number } {
+  const batch = ids.length;
+  if (batch === 0 || ids.some((row) => row.length === 0)) throw new Error(`${what}: needs non-empty sequences`);
+  const length = Math.max(...ids.map((row) => row.length));
+  checkTextLength(config, length, 'decoder sequence');
+  const flat = new Int32Array(batch * length).fill(config.padTokenId);
+  ids.forEach((row, b) => flat.set(row, b * length));
+  return { flat, batch, length };
+}
+
+/**
+ * Incremental decoding (§5.5) of sequences attending to one encoder output: `beams` sequences per
+ * sample of it (a batch of S requests gives S·beams sequences, sample-major). Each step feeds one
  * token per sequence and returns the logits of the next; the self-attention keys and values of
- * earlier tokens are cached per layer, the cross-attention ones are computed once.
+ * earlier tokens are cached per layer, the cross-attention ones are computed once. Beam search may
+ * reorder the sequences and drop those of finished samples (`reorder`); the memory of a sample no
+ * sequence reads any more is then dropped too.
  *
  * The cache of each layer is addressable (`cacheOf`, `setCache`) so that an early-exit driver
  * (src/mue/decoder-exits.ts) can fill the caches of layers a sequence skipped, its self-attention
@@ -356,7 +489,11 @@ function attendByLayer(backend: Backend, q: Tensor, layers: readonly number[], a
  */
 export class DecodingSession {
   readonly #decoder: OfaDecoder;
-  readonly #memory: EncoderMemory;
+  #memory: EncoderMemory;
+  /** Per sequence, its sample of the memory. */
+  #samples: number[];
+  /** Per sequence, its sample's index in the encoder output the session started with. */
+  #origins: number[];
   readonly #self: (SelfAttentionCache | undefined)[];
   /** Per layer and sequence, the layer whose cross-attention keys it reads. */
   readonly #crossLayers: number[][];
@@ -365,10 +502,14 @@ export class DecodingSession {
   #batch: number;
   #length = 0;
 
-  constructor(decoder: OfaDecoder, encoderOutput: EncoderOutput, batch: number) {
-    if (!Number.isInteger(batch) || batch < 1) throw new Error(`decoding session: batch must be ≥ 1, got ${batch}`);
+  constructor(decoder: OfaDecoder, encoderOutput: EncoderOutput, beams: number) {
+    if (!Number.isInteger(beams) || beams < 1) throw new Error(`decoding session: beams must be ≥ 1, got ${beams}`);
+    const samples = encoderOutput.lastHiddenState.shape[0]!;
+    const batch = samples * beams;
     this.#decoder = decoder;
     this.#memory = decoder.memory(encoderOutput);
+    this.#samples = Array.from({ length: batch }, (_, b) => Math.floor(b / beams));
+    this.#origins = [...this.#samples];
     this.#self = Array.from({ length: decoder.layerCount }, () => undefined);
     this.#crossLayers = Array.from({ length: decoder.layerCount }, (_, l) => Array<number>(batch).fill(l));
     this.#batch = batch;
@@ -378,9 +519,14 @@ export class DecodingSession {
     return this.#decoder;
   }
 
-  /** Number of sequences (beams). */
+  /** Number of sequences (the beams of every sample). */
   get batch(): number {
     return this.#batch;
+  }
+
+  /** Per sequence, the index of its sample in the encoder output the session started with. */
+  get sequenceSamples(): readonly number[] {
+    return this.#origins;
   }
 
   /** Tokens fed so far per sequence; the next token sits at this position. */
@@ -434,7 +580,7 @@ export class DecodingSession {
    */
   cacheOf(l: number): LayerCache {
     this.#checkLayer(l);
-    return { self: this.#self[l], crossLayers: this.#crossLayers[l]! };
+    return { self: this.#self[l], crossLayers: this.#crossLayers[l]!, samples: this.#samples };
   }
 
   /**
@@ -484,7 +630,8 @@ export class DecodingSession {
 
   /**
    * Beam search: sequence b continues sequence `indices[b]` (the batch may change size). Reorders
-   * the self-attention caches and the cross layers of the sequences.
+   * the self-attention caches, the cross layers and the samples of the sequences, and drops the
+   * memory of samples no sequence continues.
    */
   reorder(indices: readonly number[]): void {
     for (const index of indices) {
@@ -508,6 +655,16 @@ export class DecodingSession {
     rowIds.dispose();
     this.#crossLayers.forEach((layers, l) => (this.#crossLayers[l] = indices.map((i) => layers[i]!)));
     this.#batch = indices.length;
+    this.#origins = indices.map((i) => this.#origins[i]!);
+    const samples = indices.map((i) => this.#samples[i]!);
+    const live = [...new Set(samples)].sort((a, b) => a - b);
+    if (live.length < this.#memory.crossKeys[0]!.shape[0]!) {
+      this.#memory = this.#decoder.memorySamples(this.#memory, live);
+      const renumbered = new Map(live.map((sample, i) => [sample, i]));
+      this.#samples = samples.map((sample) => renumbered.get(sample)!);
+    } else {
+      this.#samples = samples;
+    }
   }
 
   dispose(): void {

@@ -122,16 +122,19 @@ export interface LayerContext {
    * or null for no relative bias (the decomposed encoder's image stream by default).
    */
   relativeIndex: Tensor | null;
-  /** i32 `[1, T]`: 1 at padded text tokens (§4.4); null where nothing can be padded (image stream). */
+  /** i32 `[B, T]`: 1 at padded text tokens (§4.4); null where nothing can be padded (image stream). */
   keyPaddingMask: Tensor | null;
+  /** Host copy of `keyPaddingMask`, `[B·T]`: rows of it are uploaded when a batch shrinks. */
+  keyPadding?: Int32Array | null;
 }
 
 /** What every layer of one request shares in the joint encoder (§4.4–4.6). */
 export interface EncoderContext extends LayerContext {
   /** i32 `[N, N]`: text×text pairs → text rows, image×image → image rows, cross-modal → zero row. */
   relativeIndex: Tensor;
-  /** i32 `[1, N]`: 1 at padded text tokens (§4.4). */
+  /** i32 `[B, N]`: 1 at padded text tokens (§4.4). */
   keyPaddingMask: Tensor;
+  keyPadding: Int32Array;
   /** `[1, N, d]`, the LayerNorm'ed position vectors P (image first), for the decoder (§4.4). */
   positionEmbedding: Tensor;
   imageGrid: { rows: number; cols: number };
@@ -149,19 +152,41 @@ export interface StreamContext extends LayerContext {
 
 /** One stream of the decomposed encoder: its embedding output (state 0) and its context. */
 export interface StreamState {
-  /** `[1, Ni, d]` (image) or `[1, L, d]` (text, padded tokens zeroed). */
+  /** `[U, Ni, d]` (image: one row per distinct image) or `[B, L, d]` (text, padded tokens zeroed). */
   hidden: Tensor;
   context: StreamContext;
+}
+
+/**
+ * A batch for the encoder: B texts and the distinct images they read. Texts of different lengths
+ * are right-padded with the pad id; positions run on over the pads, which are zeroed and masked
+ * (ofa-arch.md §4.4, note 10), so that every text's tokens see exactly what they see alone.
+ */
+export interface EncoderBatch {
+  /** `[U, 3, S, S]`, normalized (§3): the batch's distinct images. */
+  pixels: Tensor;
+  /** B id sequences (BOS … EOS). */
+  texts: readonly ArrayLike<number>[];
+  /**
+   * Per text, the index of the image it reads in `pixels` (several texts may read one image: the
+   * decomposed encoder's image stream then runs once for them). Default: text b reads image b, or
+   * every text reads the only image.
+   */
+  images?: readonly number[];
 }
 
 /** `embedStreams`'s result: both streams, and what the decoder will need of the whole input. */
 export interface EncoderStreams {
   image: StreamState;
   text: StreamState;
+  /** Per text (row of the text stream), the row of the image stream it reads. */
+  images: readonly number[];
   /** `[1, N, d]`: the position vectors P, image then text, exactly as in the joint encoder (§4.4). */
   positionEmbedding: Tensor;
-  /** i32 `[1, N]`: the joint padding mask (image part 0), as in the joint encoder. */
+  /** i32 `[B, N]`: the joint padding mask (image part 0), as in the joint encoder. */
   keyPaddingMask: Tensor;
+  /** Host copy of `keyPaddingMask`, `[B·N]`. */
+  keyPadding: Int32Array;
   imageGrid: { rows: number; cols: number };
   textLength: number;
 }
@@ -169,28 +194,33 @@ export interface EncoderStreams {
 export interface EncoderOutput {
   encoderMode: EncoderMode;
   /**
-   * `[1, N, d]` before the final LayerNorm: 0 = the embedding output, l = after layer l.
+   * `[B, N, d]` before the final LayerNorm (B texts, 1 for a single request): 0 = the embedding
+   * output, l = after layer l.
    * Decomposed encoder: entry i is the concatenation (image first) of the image stream's state
    * i and the text stream's state i; a stream that stopped earlier (MuE exit) contributes its
    * last state to every later entry, so there are `max(image, text layers run) + 1` entries.
    */
   hiddenStates: Tensor[];
   /**
-   * Decomposed encoder only: each stream's own states, `[1, Ni, d]` and `[1, L, d]`; state 0 is
+   * Decomposed encoder only: each stream's own states, `[U, Ni, d]` and `[B, L, d]`; state 0 is
    * the stream's embedding output, the last its output (mue-spec §2). The exit layer of a stream
    * is `states.length − 1`.
    */
   streamStates?: { image: Tensor[]; text: Tensor[] };
-  /** `[1, N, d]` after the final LayerNorm (§4.9): what the decoder attends to. */
+  /** `[B, N, d]` after the final LayerNorm (§4.9): what the decoder attends to. */
   lastHiddenState: Tensor;
+  /** `[1, N, d]`: the position vectors P, shared by the batch. */
   positionEmbedding: Tensor;
+  /** i32 `[B, N]`: 1 at padded text tokens. */
   keyPaddingMask: Tensor;
+  /** Host copy of `keyPaddingMask`, `[B·N]`: rows of it are uploaded when a batch shrinks. */
+  keyPadding: Int32Array;
   imageGrid: { rows: number; cols: number };
   textLength: number;
   dispose(): void;
 }
 
-/** §4.2–4.3 the two modalities embedded separately (all `[1, T, d]`). */
+/** §4.2–4.3 the two modalities embedded separately: `[U, Ni, d]`, `[B, L, d]`, positions `[1, T, d]`. */
 interface ModalityEmbeddings {
   imageX: Tensor;
   textX: Tensor;
@@ -198,13 +228,18 @@ interface ModalityEmbeddings {
   textPositions: Tensor;
 }
 
-/** The shape of one request, checked, and the index tables it needs. */
+/** The shape of one batch, checked, and the index tables it needs. */
 interface EncoderInput {
   rows: number;
   cols: number;
+  /** The longest text's length L: every text is padded to it. */
   textLength: number;
-  /** i32 per text token: 1 where the id is the pad id. */
+  /** `[B·L]`: the texts' ids, right-padded with the pad id. */
+  textIds: Int32Array;
+  /** `[B·L]`: 1 where the id is the pad id (padding, or a pad id in the text). */
   textPadding: Int32Array;
+  /** Per text, its image's row in the pixels. */
+  images: number[];
   imagePositionIds: Tensor;
   textPositionIds: Tensor;
 }
@@ -232,28 +267,44 @@ export class OfaEncoder {
   }
 
   /**
-   * Checks the input and fetches its content-independent index tables (these also refuse a patch
+   * Checks the batch and fetches its content-independent index tables (these also refuse a patch
    * grid beyond the image buckets before the backbone runs). Call outside `tidy`, so that the
    * position cache keeps the tables.
    */
-  #input(pixels: Tensor, inputIds: ArrayLike<number>): EncoderInput {
+  #input({ pixels, texts, images }: EncoderBatch): EncoderInput {
     const { config } = this;
-    const [batch, channels] = pixels.shape;
-    if (pixels.rank !== 4 || batch !== 1 || channels !== 3) {
-      throw new Error(`encoder: pixels must be [1, 3, S, S], got ${shapeToString(pixels.shape)}`);
+    const [imageCount, channels] = pixels.shape;
+    if (pixels.rank !== 4 || channels !== 3 || imageCount === 0) {
+      throw new Error(`encoder: pixels must be [U, 3, S, S], got ${shapeToString(pixels.shape)}`);
     }
-    if (inputIds.length === 0) throw new Error('encoder input: needs at least one token');
-    checkTokenIds(config, inputIds, 'encoder input');
-    checkTextLength(config, inputIds.length, 'encoder text');
+    if (texts.length === 0) throw new Error('encoder input: needs at least one text');
+    const imageOf = images ?? texts.map((_, b) => (imageCount === 1 ? 0 : b));
+    if (imageOf.length !== texts.length) {
+      throw new Error(`encoder input: ${texts.length} texts but ${imageOf.length} image indices`);
+    }
+    imageOf.forEach((image, b) => {
+      if (!Number.isInteger(image) || image < 0 || image >= imageCount) {
+        throw new Error(`encoder input: text ${b} reads image ${image}, but the pixels hold ${imageCount} (0..${imageCount - 1})`);
+      }
+    });
+    texts.forEach((ids, b) => {
+      const what = texts.length === 1 ? 'encoder input' : `encoder input (text ${b})`;
+      if (ids.length === 0) throw new Error(`${what}: needs at least one token`);
+      checkTokenIds(config, ids, what);
+      checkTextLength(config, ids.length, 'encoder text');
+    });
     const rows = resnetOutputSize(pixels.shape[2]!);
     const cols = resnetOutputSize(pixels.shape[3]!);
-    const textLength = inputIds.length;
-    const textPadding = Int32Array.from(inputIds, (id) => (id === config.padTokenId ? 1 : 0));
+    const textLength = Math.max(...texts.map((ids) => ids.length));
+    const textIds = new Int32Array(texts.length * textLength).fill(config.padTokenId);
+    texts.forEach((ids, b) => textIds.set(Array.from(ids), b * textLength));
     return {
       rows,
       cols,
       textLength,
-      textPadding,
+      textIds,
+      textPadding: textIds.map((id) => (id === config.padTokenId ? 1 : 0)),
+      images: [...imageOf],
       imagePositionIds: this.positions.imagePositions(rows, cols),
       textPositionIds: this.positions.positionRange(0, textLength),
     };
@@ -263,15 +314,17 @@ export class OfaEncoder {
    * §4.1–4.4 per modality (call inside `tidy`): image tokens, text tokens (padded ones zeroed)
    * and the LayerNorm'ed position vectors of each.
    */
-  #embedModalities(features: Tensor, inputIds: ArrayLike<number>, input: EncoderInput): ModalityEmbeddings {
+  #embedModalities(features: Tensor, input: EncoderInput): ModalityEmbeddings {
     const { backend, config, weights } = this;
     const eps = config.layerNormEps;
     const d = config.dModel;
     const { textLength, textPadding } = input;
+    const batch = input.images.length;
+    const imageCount = features.shape[0]!;
     const patches = input.rows * input.cols;
     const typeRow = (row: number): Tensor => backend.slice(weights.typeEmbedding, 0, row, row + 1).reshape([d]);
     // §4.2 image tokens: patch_layernorm_embedding(image_proj(feature) + type[1]), patches row-major.
-    const flat = backend.transpose(features.reshape([1, RESNET_OUT_CHANNELS, patches]), [0, 2, 1]);
+    const flat = backend.transpose(features.reshape([imageCount, RESNET_OUT_CHANNELS, patches]), [0, 2, 1]);
     const imageX = layerNorm(
       backend,
       backend.add(linear(backend, flat, weights.imageProj), typeRow(1)),
@@ -279,7 +332,7 @@ export class OfaEncoder {
       eps,
     );
     // §4.3 text tokens: layernorm_embedding(embed_tokens[id] + type[0]).
-    const ids = backend.upload(Int32Array.from(inputIds), [1, textLength], 'i32');
+    const ids = backend.upload(input.textIds, [batch, textLength], 'i32');
     let textX = layerNorm(
       backend,
       backend.add(backend.gather(weights.embedTokens, ids), typeRow(0)),
@@ -288,8 +341,8 @@ export class OfaEncoder {
     );
     // §4.4 padded tokens are zeroed (only text tokens can be padded).
     if (textPadding.includes(1)) {
-      const keep = Float32Array.from({ length: textLength * d }, (_, i) => 1 - textPadding[Math.floor(i / d)]!);
-      textX = backend.mul(textX, backend.upload(keep, [textLength, d], 'f32'));
+      const keep = Float32Array.from({ length: batch * textLength * d }, (_, i) => 1 - textPadding[Math.floor(i / d)]!);
+      textX = backend.mul(textX, backend.upload(keep, [batch, textLength, d], 'f32'));
     }
     // §4.2–4.3 position vectors: image_pos_ln(embed_image_positions[r·42 + c + 1]), pos_ln(embed_positions[t]).
     const imagePositions = layerNorm(
@@ -319,12 +372,24 @@ export class OfaEncoder {
     );
   }
 
-  /** The joint padding mask `[1, N]` (image part 0). */
-  #jointPaddingMask(input: EncoderInput): Tensor {
+  /** The joint padding mask `[B·N]` (image part 0), on the host. */
+  #jointPadding(input: EncoderInput): Int32Array {
     const patches = input.rows * input.cols;
-    const padded = new Int32Array(patches + input.textLength);
-    padded.set(input.textPadding, patches);
-    return this.backend.upload(padded, [1, padded.length], 'i32');
+    const length = patches + input.textLength;
+    const padded = new Int32Array(input.images.length * length);
+    input.images.forEach((_, b) => padded.set(input.textPadding.subarray(b * input.textLength, (b + 1) * input.textLength), b * length + patches));
+    return padded;
+  }
+
+  /** Per text, its image's tokens: `[U, Ni, d]` → `[B, Ni, d]` (the tensor itself when text b reads image b). */
+  imageRows(imageX: Tensor, images: readonly number[]): Tensor {
+    const [imageCount, patches, d] = imageX.shape as [number, number, number];
+    if (images.length === imageCount && images.every((image, b) => image === b)) return imageX;
+    const { backend } = this;
+    return backend.tidy(() => {
+      const ids = backend.upload(Int32Array.from(images), [images.length], 'i32');
+      return backend.gather(imageX.reshape([imageCount, patches * d]), ids).reshape([images.length, patches, d]);
+    });
   }
 
   /**
@@ -332,23 +397,29 @@ export class OfaEncoder {
    * (image patches first) and the context every layer shares.
    */
   embed(pixels: Tensor, inputIds: ArrayLike<number>): { hidden: Tensor; context: EncoderContext } {
+    return this.embedBatch({ pixels, texts: [inputIds] });
+  }
+
+  /** `embed` for a batch: the joint embeddings `[B, N, d]` of B texts with their images. */
+  embedBatch(batch: EncoderBatch): { hidden: Tensor; context: EncoderContext } {
     const { backend } = this;
-    const input = this.#input(pixels, inputIds);
+    const input = this.#input(batch);
     const { rows, cols, textLength } = input;
     const relativeIndex = this.positions.encoderRelativeIndex(rows, cols, textLength);
-    const features = resnetFeatures(backend, this.weights.resnet, pixels);
+    const features = resnetFeatures(backend, this.weights.resnet, batch.pixels);
+    const keyPadding = this.#jointPadding(input);
     const embedded = backend.tidy(() => {
-      const m = this.#embedModalities(features, inputIds, input);
+      const m = this.#embedModalities(features, input);
       // §4.4 the joint sequence and P = [image positions; text positions], image first.
-      const hidden = backend.concat([m.imageX, m.textX], 1);
+      const hidden = backend.concat([this.imageRows(m.imageX, input.images), m.textX], 1);
       const positionEmbedding = backend.concat([m.imagePositions, m.textPositions], 1);
       const absolutePositionBias = this.#absoluteBias(positionEmbedding);
-      const keyPaddingMask = this.#jointPaddingMask(input);
+      const keyPaddingMask = backend.upload(keyPadding, [input.images.length, keyPadding.length / input.images.length], 'i32');
       return { hidden, absolutePositionBias, positionEmbedding, keyPaddingMask };
     });
     features.dispose();
     const { hidden, ...shared } = embedded;
-    return { hidden, context: { ...shared, relativeIndex, imageGrid: { rows, cols }, textLength } };
+    return { hidden, context: { ...shared, keyPadding, relativeIndex, imageGrid: { rows, cols }, textLength } };
   }
 
   /**
@@ -363,24 +434,34 @@ export class OfaEncoder {
    * The caller owns the result until `finishStreams` takes it over (or `disposeStreams`).
    */
   embedStreams(pixels: Tensor, inputIds: ArrayLike<number>): EncoderStreams {
+    return this.embedStreamsBatch({ pixels, texts: [inputIds] });
+  }
+
+  /**
+   * `embedStreams` for a batch: the image stream holds each distinct image once (`[U, Ni, d]`; the
+   * image stream does not depend on the text), the text stream every text (`[B, L, d]`).
+   */
+  embedStreamsBatch(batch: EncoderBatch): EncoderStreams {
     const { backend, config } = this;
-    const input = this.#input(pixels, inputIds);
+    const input = this.#input(batch);
     const { rows, cols, textLength } = input;
+    const texts = input.images.length;
     const textRelativeIndex = this.positions.textRelativeIndex(textLength);
     const imageRelativeIndex = config.imageRelativeBiasInDecomposed
       ? this.positions.imageRelativeIndex(rows, cols)
       : null;
-    const features = resnetFeatures(backend, this.weights.resnet, pixels);
+    const features = resnetFeatures(backend, this.weights.resnet, batch.pixels);
+    const keyPadding = this.#jointPadding(input);
     const embedded = backend.tidy(() => {
-      const m = this.#embedModalities(features, inputIds, input);
+      const m = this.#embedModalities(features, input);
       return {
         imageX: m.imageX,
         textX: m.textX,
         imageBias: this.#absoluteBias(m.imagePositions),
         textBias: this.#absoluteBias(m.textPositions),
-        textMask: backend.upload(input.textPadding, [1, textLength], 'i32'),
+        textMask: backend.upload(input.textPadding, [texts, textLength], 'i32'),
         positionEmbedding: backend.concat([m.imagePositions, m.textPositions], 1),
-        keyPaddingMask: this.#jointPaddingMask(input),
+        keyPaddingMask: backend.upload(keyPadding, [texts, keyPadding.length / texts], 'i32'),
       };
     });
     features.dispose();
@@ -393,6 +474,7 @@ export class OfaEncoder {
           absolutePositionBias: embedded.imageBias,
           relativeIndex: imageRelativeIndex,
           keyPaddingMask: null,
+          keyPadding: null,
         },
       },
       text: {
@@ -403,10 +485,13 @@ export class OfaEncoder {
           absolutePositionBias: embedded.textBias,
           relativeIndex: textRelativeIndex,
           keyPaddingMask: embedded.textMask,
+          keyPadding: input.textPadding,
         },
       },
+      images: input.images,
       positionEmbedding: embedded.positionEmbedding,
       keyPaddingMask: embedded.keyPaddingMask,
+      keyPadding,
       imageGrid: { rows, cols },
       textLength,
     };
@@ -473,11 +558,13 @@ export class OfaEncoder {
     const text = [...textStates];
     const entries = Math.max(image.length, text.length);
     const hiddenStates = Array.from({ length: entries }, (_, i) =>
-      backend.concat([image[Math.min(i, image.length - 1)]!, text[Math.min(i, text.length - 1)]!], 1),
+      backend.tidy(() =>
+        backend.concat([this.imageRows(image[Math.min(i, image.length - 1)]!, streams.images), text[Math.min(i, text.length - 1)]!], 1),
+      ),
     );
     const lastHiddenState = this.finish(hiddenStates[entries - 1]!);
     disposeStreamContexts(streams);
-    const { positionEmbedding, keyPaddingMask, imageGrid, textLength } = streams;
+    const { positionEmbedding, keyPaddingMask, keyPadding, imageGrid, textLength } = streams;
     const owned = new Set([...hiddenStates, ...image, ...text, lastHiddenState, positionEmbedding, keyPaddingMask]);
     return {
       encoderMode: 'decomposed',
@@ -486,6 +573,7 @@ export class OfaEncoder {
       lastHiddenState,
       positionEmbedding,
       keyPaddingMask,
+      keyPadding,
       imageGrid,
       textLength,
       dispose: () => owned.forEach((t) => t.dispose()),
@@ -494,32 +582,46 @@ export class OfaEncoder {
 
   /** The full forward pass in the config's encoder mode: embed, every layer, final LayerNorm. */
   encode(pixels: Tensor, inputIds: ArrayLike<number>): EncoderOutput {
-    return this.mode === 'decomposed' ? this.encodeDecomposed(pixels, inputIds) : this.encodeJoint(pixels, inputIds);
+    return this.encodeBatch({ pixels, texts: [inputIds] });
+  }
+
+  /** `encode` for a batch of texts and their images: the output has one row per text. */
+  encodeBatch(batch: EncoderBatch): EncoderOutput {
+    return this.mode === 'decomposed' ? this.#encodeDecomposed(batch) : this.#encodeJoint(batch);
   }
 
   /** OFA's joint encoder (§4), whatever the config's mode. */
   encodeJoint(pixels: Tensor, inputIds: ArrayLike<number>): EncoderOutput {
-    const { hidden, context } = this.embed(pixels, inputIds);
+    return this.#encodeJoint({ pixels, texts: [inputIds] });
+  }
+
+  /** MuE's decomposed encoder (mue-spec §1) without exits: both streams through every layer. */
+  encodeDecomposed(pixels: Tensor, inputIds: ArrayLike<number>): EncoderOutput {
+    return this.#encodeDecomposed({ pixels, texts: [inputIds] });
+  }
+
+  #encodeJoint(batch: EncoderBatch): EncoderOutput {
+    const { hidden, context } = this.embedBatch(batch);
     const hiddenStates = [hidden];
     for (let l = 0; l < this.layerCount; l++) hiddenStates.push(this.layer(l, hiddenStates[l]!, context));
     const lastHiddenState = this.finish(hiddenStates[this.layerCount]!);
     context.absolutePositionBias.dispose();
-    const { positionEmbedding, keyPaddingMask, imageGrid, textLength } = context;
+    const { positionEmbedding, keyPaddingMask, keyPadding, imageGrid, textLength } = context;
     return {
       encoderMode: 'joint',
       hiddenStates,
       lastHiddenState,
       positionEmbedding,
       keyPaddingMask,
+      keyPadding,
       imageGrid,
       textLength,
       dispose: () => [...hiddenStates, lastHiddenState, positionEmbedding, keyPaddingMask].forEach((t) => t.dispose()),
     };
   }
 
-  /** MuE's decomposed encoder (mue-spec §1) without exits: both streams through every layer. */
-  encodeDecomposed(pixels: Tensor, inputIds: ArrayLike<number>): EncoderOutput {
-    const streams = this.embedStreams(pixels, inputIds);
+  #encodeDecomposed(batch: EncoderBatch): EncoderOutput {
+    const streams = this.embedStreamsBatch(batch);
     const run = ({ hidden, context }: StreamState): Tensor[] => {
       const states = [hidden];
       for (let l = 0; l < this.layerCount; l++) states.push(this.layer(l, states[l]!, context));
