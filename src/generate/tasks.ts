@@ -34,6 +34,25 @@ export function entailmentPrompt(hypothesis: string, premise?: string): string {
   return ` can image and text1 " ${normalizedPremise} " imply text2 " ${normalizedHypothesis} "?`;
 }
 
+/** A hypothesis or premise longer than OFA reads: its words after `pre_caption`, the first `keptWords` of them kept. */
+export interface EntailmentTruncation {
+  text: 'hypothesis' | 'premise';
+  words: number;
+  keptWords: number;
+}
+
+/**
+ * What `entailmentPrompt` cuts: OFA's SNLI-VE evaluation drops the words of a hypothesis or
+ * premise past the 80th without notice; the pipeline reports them.
+ */
+export function entailmentTruncations(hypothesis: string, premise?: string): EntailmentTruncation[] {
+  const texts = premise === undefined ? { hypothesis } : { premise, hypothesis };
+  return Object.entries(texts).flatMap(([text, value]) => {
+    const words = preCaption(value, Number.MAX_SAFE_INTEGER).split(' ').length;
+    return words > ENTAILMENT_MAX_WORDS ? [{ text: text as EntailmentTruncation['text'], words, keptWords: ENTAILMENT_MAX_WORDS }] : [];
+  });
+}
+
 export type EntailmentLabel = 'entailment' | 'contradiction' | 'neutral';
 
 export interface EntailmentAnswer {

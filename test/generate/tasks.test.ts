@@ -4,6 +4,7 @@ import {
   ENTAILMENT_ANSWERS,
   captionPostprocess,
   entailmentPrompt,
+  entailmentTruncations,
   readEntailment,
 } from '../../src/generate/tasks.js';
 import { OFA_VOCAB_SIZE, OfaTokenizer } from '../../src/text/bpe.js';
@@ -43,9 +44,14 @@ describe('SNLI-VE (ofa-arch.md §7.3)', () => {
     );
   });
 
-  it('keeps the first 80 words (max_src_length)', () => {
+  it('keeps the first 80 words (max_src_length) and reports what it cut', () => {
     const words = Array.from({ length: 90 }, (_, i) => `w${i}`);
     expect(entailmentPrompt(words.join(' '))).toBe(` does the image describe " ${words.slice(0, 80).join(' ')} "?`);
+    expect(entailmentTruncations(words.join(' '))).toEqual([{ text: 'hypothesis', words: 90, keptWords: 80 }]);
+    // Words are counted after pre_caption: '-' and '/' split words, runs of spaces are one.
+    expect(entailmentTruncations(`${'a-b/c  '.repeat(27)}d`, 'a dog')).toEqual([{ text: 'hypothesis', words: 82, keptWords: 80 }]);
+    expect(entailmentTruncations('a dog', words.slice(0, 81).join(' '))).toEqual([{ text: 'premise', words: 81, keptWords: 80 }]);
+    expect(entailmentTruncations(words.slice(0, 80).join(' '), 'a dog')).toEqual([]);
   });
 
   it('names single-token answers the tokenizer agrees with', () => {
