@@ -8,6 +8,7 @@ import { SingleBar } from 'cli-progress';
 import { InvalidArgumentError, Option } from 'commander';
 import type { Backend } from '../backend/backend.js';
 import { DEFAULT_MAX_PIXELS, decodeImage, type RgbImage } from '../image/decode.js';
+import type { EncoderMode } from '../models/ofa/config.js';
 import type { LoadProgress } from '../models/ofa/weights.js';
 import { type BackendName, OfaPipeline, type Timing, createBackend } from '../pipeline.js';
 
@@ -122,6 +123,31 @@ function megabytes(bytes: number): string {
 }
 
 /**
+ * A progress bar on stderr, drawn only when stderr is a terminal: `update(value, total)` starts
+ * it on the first call, `stop` clears it (and may be called any number of times).
+ */
+export function terminalProgress(io: CliIo, format: string): {
+  update: (value: number, total: number) => void;
+  stop: () => void;
+} {
+  let bar: SingleBar | undefined;
+  return {
+    update: (value, total) => {
+      if (!io.stderr.isTTY) return;
+      if (bar === undefined) {
+        bar = new SingleBar({ stream: io.stderr, format, hideCursor: true, clearOnComplete: true });
+        bar.start(total, 0);
+      }
+      bar.update(value);
+    },
+    stop: () => {
+      bar?.stop();
+      bar = undefined;
+    },
+  };
+}
+
+/**
  * Reports weight loading on stderr: a progress bar when stderr is a terminal, otherwise one line
  * once loading is done. Call `done` after a successful load, `stop` in any case.
  */
@@ -131,30 +157,19 @@ export function loadProgress(io: CliIo, what: string): {
   stop: () => void;
 } {
   const started = performance.now();
-  let bar: SingleBar | undefined;
+  const bar = terminalProgress(io, `loading ${what} [{bar}] {percentage}% | {value}/{total} MB`);
   let totalBytes = 0;
   return {
     onProgress: ({ loadedBytes, totalBytes: total }) => {
       totalBytes = total;
-      if (!io.stderr.isTTY) return;
-      if (bar === undefined) {
-        bar = new SingleBar({
-          stream: io.stderr,
-          format: `loading ${what} [{bar}] {percentage}% | {value}/{total} MB`,
-          hideCursor: true,
-          clearOnComplete: true,
-        });
-        bar.start(Number(megabytes(total)), 0);
-      }
-      bar.update(Number(megabytes(loadedBytes)));
+      bar.update(Number(megabytes(loadedBytes)), Number(megabytes(total)));
     },
     done: (backend) => {
-      bar?.stop();
-      bar = undefined;
+      bar.stop();
       const seconds = ((performance.now() - started) / 1000).toFixed(1);
       notice(io, `loaded ${what} (${megabytes(totalBytes)} MB) on ${backend.name} in ${seconds} s`);
     },
-    stop: () => bar?.stop(),
+    stop: bar.stop,
   };
 }
 
@@ -166,8 +181,15 @@ export interface ModelFlags {
   json?: boolean;
 }
 
-/** Loads `--weights` onto the chosen backend, showing progress; `close` frees both. */
-export async function openPipeline(io: CliIo, flags: ModelFlags): Promise<{ pipeline: OfaPipeline; close: () => void }> {
+/**
+ * Loads `--weights` onto the chosen backend, showing progress; `close` frees both. `encoderMode`
+ * overrides the checkpoint's encoder layout.
+ */
+export async function openPipeline(
+  io: CliIo,
+  flags: ModelFlags,
+  encoderMode?: EncoderMode,
+): Promise<{ pipeline: OfaPipeline; close: () => void }> {
   await requirePath(flags.weights, 'weights');
   const backend = await openBackend(io, flags.backend);
   const progress = loadProgress(io, flags.weights);
@@ -176,6 +198,7 @@ export async function openPipeline(io: CliIo, flags: ModelFlags): Promise<{ pipe
       backend,
       imageSize: flags.imageSize,
       onProgress: progress.onProgress,
+      encoderMode,
     });
     progress.done(backend);
     return {

@@ -5,7 +5,6 @@
  */
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SingleBar } from 'cli-progress';
 import { Command, Option } from 'commander';
 import type { WriteProgress } from '../io/safetensors.js';
 import {
@@ -15,7 +14,7 @@ import {
   convertOfaCheckpoint,
   mueThresholdsOf,
 } from '../models/ofa/convert.js';
-import { type CliIo, duration, print, requirePath } from './common.js';
+import { type CliIo, duration, print, requirePath, terminalProgress } from './common.js';
 
 /** Names listed before the rest is summed up as "… and N more". */
 const LISTED_NAMES = 6;
@@ -67,28 +66,6 @@ function printSummary(io: CliIo, input: string, output: string, dtype: OfaWeight
   print(io, `  next: mue caption IMAGE --weights ${output}`);
 }
 
-/** A progress bar on stderr while tensors are written, when stderr is a terminal. */
-function writeProgress(io: CliIo): { onProgress: (progress: WriteProgress) => void; stop: () => void } {
-  let bar: SingleBar | undefined;
-  const megabytes = (bytes: number): number => Math.round(bytes / 1e6);
-  return {
-    onProgress: ({ writtenBytes, totalBytes }) => {
-      if (!io.stderr.isTTY) return;
-      if (bar === undefined) {
-        bar = new SingleBar({
-          stream: io.stderr,
-          format: 'converting [{bar}] {percentage}% | {value}/{total} MB',
-          hideCursor: true,
-          clearOnComplete: true,
-        });
-        bar.start(megabytes(totalBytes), 0);
-      }
-      bar.update(megabytes(writtenBytes));
-    },
-    stop: () => bar?.stop(),
-  };
-}
-
 /** A checkpoint file, or a Hugging Face model folder holding pytorch_model.bin. */
 async function checkpointPath(input: string): Promise<string> {
   await requirePath(input, 'checkpoint');
@@ -125,10 +102,13 @@ export function convertCommand(io: CliIo): Command {
         throw new Error(`output ${output}: a file is there; give a folder or a file name ending in .safetensors`);
       }
       const started = performance.now();
-      const progress = writeProgress(io);
+      const progress = terminalProgress(io, 'converting [{bar}] {percentage}% | {value}/{total} MB');
+      const megabytes = (bytes: number): number => Number((bytes / 1e6).toFixed(1));
+      const onProgress = ({ writtenBytes, totalBytes }: WriteProgress): void =>
+        progress.update(megabytes(writtenBytes), megabytes(totalBytes));
       let summary: ConversionSummary;
       try {
-        summary = await convertOfaCheckpoint(checkpoint, output, { dtype: flags.dtype, onProgress: progress.onProgress });
+        summary = await convertOfaCheckpoint(checkpoint, output, { dtype: flags.dtype, onProgress });
       } finally {
         progress.stop();
       }
