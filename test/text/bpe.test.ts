@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { createRng } from '../helpers/random.js';
 import {
   BIN_COUNT,
   CODE_COUNT,
@@ -121,6 +122,40 @@ describe('OfaTokenizer vocabulary', () => {
   it.each([-1, 59457, 1.5, Number.NaN])('token(%d) throws with the valid range', (id) => {
     expect(() => tokenizer.token(id)).toThrow(RangeError);
     expect(() => tokenizer.token(id)).toThrow(/\[0, 59456\]/);
+  });
+});
+
+describe('OfaTokenizer.encode: long words', () => {
+  /** GPT-2's `bpe()` as written: merge every occurrence of the lowest-ranked pair, rescan, repeat. */
+  function gpt2Merges(word: string, rank: ReadonlyMap<string, number>): string[] {
+    let parts = Array.from(word);
+    for (;;) {
+      let best: [string, string] | undefined;
+      let bestRank = Infinity;
+      for (let i = 0; i + 1 < parts.length; i++) {
+        const r = rank.get(`${parts[i]} ${parts[i + 1]}`);
+        if (r !== undefined && r < bestRank) [bestRank, best] = [r, [parts[i]!, parts[i + 1]!]];
+      }
+      if (!best) return parts;
+      const merged: string[] = [];
+      for (let i = 0; i < parts.length; i++) {
+        const pair = i + 1 < parts.length && parts[i] === best[0] && parts[i + 1] === best[1];
+        merged.push(pair ? best[0] + best[1] : parts[i]!);
+        if (pair) i++;
+      }
+      parts = merged;
+    }
+  }
+
+  it('gives the tokens of GPT-2\'s merge loop on long random words and digit runs', async () => {
+    const vocab = await readFile(new URL('../../weights/ofa-bpe/vocab.bpe', import.meta.url), 'utf8');
+    const rank = new Map(vocab.split('\n').slice(1).filter(Boolean).map((line, index) => [line, index] as const));
+    const rng = createRng(11);
+    for (const [alphabet, length] of [['abcdefghijklmnopqrstuvwxyz', 2000], ['0123456789', 3000], ['ab', 1500], ['a', 999]] as const) {
+      const word = Array.from({ length }, () => alphabet[Math.floor(rng() * alphabet.length)]).join('');
+      const tokens = tokenizer.encode(word).map((id) => tokenizer.token(id));
+      expect(tokens, `${length} of ${alphabet}`).toEqual(gpt2Merges(word, rank));
+    }
   });
 });
 
