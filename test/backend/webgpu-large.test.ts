@@ -222,6 +222,16 @@ describe('data movement beyond the binding limit', () => {
   });
 });
 
+describe('vision ops beyond the binding limit', () => {
+  it('conv2d (bias, residual, ReLU) and max pooling of a batch in chunks of images', async () => {
+    const [x, w, bias, residual] = [floats([6, 4, 15, 17]), floats([8, 4, 3, 3]), floats([8]), floats([6, 8, 15, 17])];
+    await expectChunkedMatches('conv2d', (be) =>
+      be.conv2d(up(be, x), up(be, w), { padding: 1, bias: up(be, bias), residual: up(be, residual), activation: 'relu' }),
+    );
+    await expectChunkedMatches('maxPool2d', (be) => be.maxPool2d(up(be, residual), { kernel: 3, stride: 2, padding: 1 }), { atol: 0 });
+  });
+});
+
 describe('matmul with outputs beyond the binding limit', () => {
   it('shared b [N, K]: output rows and b columns both split, bias, GELU and residual', async () => {
     const [a, b, bias, residual] = [floats([3, 13, 64]), floats([300, 64]), floats([300]), floats([3, 13, 300])];

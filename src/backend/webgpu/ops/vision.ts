@@ -6,6 +6,7 @@ import type { Conv2dOptions, Pool2dOptions } from '../../backend.js';
 import { conv2dSizes, pool2dSizes } from '../../shapes.js';
 import type { Tensor } from '../../../tensor.js';
 import { type KernelContext, u32 } from '../context.js';
+import { splitRows } from './chunks.js';
 import { recordGemm } from './matmul.js';
 
 const POOL_WORKGROUP_SIZE = 64;
@@ -16,46 +17,64 @@ export function conv2d(ctx: KernelContext, x: Tensor, w: Tensor, options: Conv2d
   const k = s.cin * s.kh * s.kw;
   const n = s.ho * s.wo;
   const pointwise = s.kh === 1 && s.kw === 1 && s.stride === 1 && s.padding === 0;
-  return recordGemm(ctx, {
-    file: 'conv2d',
-    batch: s.batch,
-    m: s.cout,
-    n,
-    k,
-    params: [u32(s.h), u32(s.w), u32(s.wo), u32(s.cin * s.h * s.w)],
-    a: w,
-    b: x,
-    operandTypes: { WeightType: w },
-    constants: {
-      KERNEL_H: s.kh,
-      KERNEL_W: s.kw,
-      STRIDE: s.stride,
-      PADDING: s.padding,
-      K_ALIGNED: Number(k % 4 === 0),
-      POINTWISE_ALIGNED: Number(pointwise && n % 4 === 0),
-    },
-    transposeB: false,
-    bias: options.bias,
-    biasPerRow: true,
-    residual: options.residual,
-    residualBeforeActivation: true,
-    activation: options.activation ?? 'none',
-    outShape: s.outShape,
-  });
+  const out = ctx.output(s.outShape);
+  // Images whose activations exceed a binding together (a batch of large images) run in chunks of images.
+  const operands = [
+    { tensor: x, rowElements: s.cin * s.h * s.w },
+    { tensor: out, rowElements: s.cout * n },
+    { tensor: options.residual ?? ctx.placeholder('f32'), rowElements: options.residual ? s.cout * n : 0 },
+  ];
+  for (const { rows, bindings: [images, outputs, residual] } of splitRows(ctx, 'conv2d', s.batch, operands)) {
+    recordGemm(ctx, {
+      file: 'conv2d',
+      batch: rows,
+      m: s.cout,
+      n,
+      k,
+      params: [u32(s.h), u32(s.w), u32(s.wo), u32(s.cin * s.h * s.w)],
+      a: w,
+      b: images!,
+      operandTypes: { WeightType: w },
+      constants: {
+        KERNEL_H: s.kh,
+        KERNEL_W: s.kw,
+        STRIDE: s.stride,
+        PADDING: s.padding,
+        K_ALIGNED: Number(k % 4 === 0),
+        POINTWISE_ALIGNED: Number(pointwise && n % 4 === 0),
+      },
+      transposeB: false,
+      bias: options.bias,
+      biasPerRow: true,
+      residual: options.residual && residual,
+      residualBeforeActivation: true,
+      activation: options.activation ?? 'none',
+      outShape: s.outShape,
+      out: outputs,
+    });
+  }
+  return out;
 }
 
 export function maxPool2d(ctx: KernelContext, x: Tensor, options: Pool2dOptions): Tensor {
   const s = pool2dSizes(x, options);
   const out = ctx.output(s.outShape);
-  ctx.record({
-    variant: {
-      file: 'pool',
-      entryPoint: 'max_pool',
-      constants: { KERNEL: options.kernel, STRIDE: options.stride, PADDING: options.padding, WORKGROUP_SIZE: POOL_WORKGROUP_SIZE },
-    },
-    params: [u32(out.size), u32(s.h), u32(s.w), u32(s.ho), u32(s.wo)],
-    bindings: [x, out],
-    workgroups: ctx.grid(Math.ceil(out.size / POOL_WORKGROUP_SIZE)),
-  });
+  const operands = [
+    { tensor: x, rowElements: s.h * s.w },
+    { tensor: out, rowElements: s.ho * s.wo },
+  ];
+  for (const { rows: planes, bindings } of splitRows(ctx, 'maxPool2d', s.planes, operands)) {
+    const size = planes * s.ho * s.wo;
+    ctx.record({
+      variant: {
+        file: 'pool',
+        entryPoint: 'max_pool',
+        constants: { KERNEL: options.kernel, STRIDE: options.stride, PADDING: options.padding, WORKGROUP_SIZE: POOL_WORKGROUP_SIZE },
+      },
+      params: [u32(size), u32(s.h), u32(s.w), u32(s.ho), u32(s.wo)],
+      bindings,
+      workgroups: ctx.grid(Math.ceil(size / POOL_WORKGROUP_SIZE)),
+    });
+  }
   return out;
 }
