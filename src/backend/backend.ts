@@ -112,8 +112,11 @@ export interface Backend {
   relu(x: Tensor): Tensor;
 
   // ---- normalisation and reductions over the last dimension ----------------------------------
-  /** (x − mean) / sqrt(var + eps) · weight + bias, over the last dim (population variance). */
-  layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number): Tensor;
+  /**
+   * (x − mean) / sqrt(var + eps) · weight + bias, over the last dim (population variance); plus
+   * `residual` (x's shape) when given, the sum that closes a residual block around a normalised output.
+   */
+  layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number, residual?: Tensor): Tensor;
   softmax(x: Tensor): Tensor;
   logSoftmax(x: Tensor): Tensor;
   /** i32 index of the largest value over the last dim (the first one on ties). */
@@ -132,6 +135,12 @@ export interface Backend {
   concat(xs: readonly Tensor[], axis: number): Tensor;
   /** Reorders dimensions: output dim i is input dim `perm[i]` (rank ≤ 4). */
   transpose(x: Tensor, perm: readonly number[]): Tensor;
+  /**
+   * A per-head bias looked up by relative position, heads first: `out[h, i, j] = table[index[i, j], h]`,
+   * plus `base[h, i, j]` when given; `table [R, H]` (f32 or f16), i32 `index [Tq, Tk]`,
+   * `base [H, Tq, Tk]` → `[H, Tq, Tk]`. A gather, a transpose and a sum as one op.
+   */
+  relativeBias(table: Tensor, index: Tensor, base?: Tensor): Tensor;
 
   // ---- vision -----------------------------------------------------------------------------------
   /** NCHW convolution: `x [B, Cin, H, W]`, `w [Cout, Cin, kh, kw]` → `[B, Cout, Ho, Wo]`. */

@@ -109,13 +109,17 @@ export function lastDimSizes(op: string, x: Tensor): { rows: number; cols: numbe
   return { rows: x.size / cols, cols };
 }
 
-export function layerNormSizes(x: Tensor, weight: Tensor, bias: Tensor): { rows: number; cols: number } {
+export function layerNormSizes(x: Tensor, weight: Tensor, bias: Tensor, residual?: Tensor): { rows: number; cols: number } {
   const sizes = lastDimSizes('layerNorm', x);
   requireDType('layerNorm', 'x', x, 'f32');
   requireFloat('layerNorm', 'weight', weight);
   requireFloat('layerNorm', 'bias', bias);
   requireShape('layerNorm', 'weight', weight, [sizes.cols]);
   requireShape('layerNorm', 'bias', bias, [sizes.cols]);
+  if (residual) {
+    requireDType('layerNorm', 'residual', residual, 'f32');
+    requireShape('layerNorm', 'residual', residual, x.shape);
+  }
   return sizes;
 }
 
@@ -141,6 +145,21 @@ export function gatherSizes(table: Tensor, ids: Tensor): { rows: number; cols: n
   requireDType(op, 'ids', ids, 'i32');
   const [rows, cols] = table.shape as [number, number];
   return { rows, cols, outShape: [...ids.shape, cols] };
+}
+
+export function relativeBiasSizes(table: Tensor, index: Tensor, base?: Tensor): { rows: number; heads: number; perHead: number; outShape: Shape } {
+  const op = 'relativeBias';
+  if (table.rank !== 2) fail(op, `table must be [rows, heads], got ${s(table.shape)}`);
+  requireFloat(op, 'table', table);
+  if (index.rank !== 2) fail(op, `index must be [Tq, Tk], got ${s(index.shape)}`);
+  requireDType(op, 'index', index, 'i32');
+  const [rows, heads] = table.shape as [number, number];
+  const outShape = [heads, ...index.shape];
+  if (base) {
+    requireDType(op, 'base', base, 'f32');
+    requireShape(op, 'base', base, outShape);
+  }
+  return { rows, heads, perHead: index.size, outShape };
 }
 
 /** A tensor seen as [outer, axis, inner] around one axis. */

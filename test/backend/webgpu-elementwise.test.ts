@@ -1,7 +1,7 @@
 /**
  * Elementwise ops and data movement on WebGPU against the CPU backend: add/mul with suffix
- * broadcast (f32 and f16 operands), scale, GELU, ReLU; gather, slice, concat and transpose for
- * f32, f16 and i32 tensors. Data movement is exact; arithmetic is f32 on both sides (GELU on the
+ * broadcast (f32 and f16 operands), scale, GELU, ReLU; gather, slice, concat, transpose and the
+ * relative position bias for f32, f16 and i32 tensors. Data movement is exact; arithmetic is f32 on both sides (GELU on the
  * device takes Φ from an erfc fit with relative error < 1.2e-7; the CPU's erfc is exact to f64).
  */
 import { describe, expect, it } from 'vitest';
@@ -111,6 +111,28 @@ describe('data movement', () => {
     await expectSameOnBoth((k) => k.transpose(k.upload(x, shape), perm), EXACT, 'transpose');
     const half = floatsToHalves(x);
     await expectSameOnBoth((k) => k.transpose(k.upload(half, shape, 'f16'), perm), EXACT, 'transpose f16');
+  });
+
+  // Tq·Tk odd (the last quad partial) and a multiple of 4; f32 and f16 tables; with and without a base.
+  it.each([
+    [3, 1, 5, 41],
+    [4, 7, 9, 30],
+    [4, 268, 268, 800],
+  ])('looks up a relative position bias of %i heads over [%i, %i] in %i rows, heads first', async (heads, tq, tk, rows) => {
+    const rng = createRng(heads * tq * tk);
+    const table = randomFloats(rows * heads, rng);
+    const index = Int32Array.from(randomInts(tq * tk, 0, rows, rng));
+    const base = randomFloats(heads * tq * tk, rng, -4, 4);
+    const lookup = (k: Backend, dtype: 'f32' | 'f16', withBase: boolean): Tensor =>
+      k.relativeBias(
+        dtype === 'f16' ? k.upload(floatsToHalves(table), [rows, heads], 'f16') : k.upload(table, [rows, heads]),
+        k.upload(index, [tq, tk]),
+        withBase ? k.upload(base, [heads, tq, tk]) : undefined,
+      );
+    // A lookup is exact; with a base, one f32 addition on both sides.
+    for (const dtype of ['f32', 'f16'] as const) {
+      for (const withBase of [false, true]) await expectSameOnBoth((k) => lookup(k, dtype, withBase), EXACT, `relativeBias ${dtype}${withBase ? ' + base' : ''}`);
+    }
   });
 });
 

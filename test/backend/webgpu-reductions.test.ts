@@ -20,6 +20,12 @@ const gpu = await webgpuBackend();
 const fallback = await webgpuBackendWith({ subgroups: false });
 const paths: [string, WebGpuBackend][] = [['workgroup-memory reductions', fallback]];
 if (gpu.capabilities.subgroups) paths.unshift(['subgroup reductions', gpu]);
+/** Layer norm's layouts: the adapter's own (a row per invocation on lavapipe) and a GPU's workgroup per row, with either reduction. */
+const layerNormLayouts: [string, WebGpuBackend][] = [
+  [gpu.capabilities.software ? 'a row per invocation (software adapters)' : 'the adapter’s layout', gpu],
+  ['a workgroup per row and subgroup reductions', await webgpuBackendWith({ software: false })],
+  ['a workgroup per row and workgroup-memory reductions', await webgpuBackendWith({ software: false, subgroups: false })],
+];
 
 /** Runs topk on `backend` and reads values and indices back. */
 async function evaluateTopk(backend: Backend, x: Float32Array, shape: Shape, k: number): Promise<[HostArray, HostArray]> {
@@ -45,41 +51,51 @@ function tiedValues(n: number, rng: Rng): Float32Array {
 /** [rows, cols] shapes from one column up to the vocabulary (59457). */
 const ROW_SHAPES: Shape[] = [[3, 1], [4, 7], [5, 257], [2, 1000], [3, 59457]];
 
-describe.each(paths)('%s', (_, backend) => {
-  describe('layerNorm', () => {
-    // O(1) outputs: f32 rounding in mean, variance and the affine map stays below 1e-5.
-    const TOLERANCE = { atol: 1e-5, rtol: 1e-5 };
+describe.each(layerNormLayouts)('layerNorm with %s', (_, backend) => {
+  // O(1) outputs: f32 rounding in mean, variance and the affine map stays below 1e-5.
+  const TOLERANCE = { atol: 1e-5, rtol: 1e-5 };
 
-    it.each([[[3, 1]], [[4, 7]], [[2, 3, 257]], [[6, 768]], [[2, 1280]]] as [Shape][])('matches the CPU on %j', async (shape) => {
-      const rng = createRng(shape.reduce((p, d) => p * d, 1));
-      const cols = shape[shape.length - 1]!;
-      const x = values(shape.reduce((p, d) => p * d, 1), rng, 3);
-      const weight = values(cols, rng, 1, 1);
-      const bias = values(cols, rng);
-      const op = (b: Backend) => b.layerNorm(b.upload(x, shape), b.upload(weight, [cols]), b.upload(bias, [cols]), 1e-5);
-      expectClose(await evaluate(backend, op), await evaluate(cpu, op), TOLERANCE, `layerNorm ${JSON.stringify(shape)}`);
-    });
-
-    it('stays accurate when the mean dwarfs the spread (two-pass variance)', async () => {
-      const rng = createRng(11);
-      const x = values(4 * 1000, rng, 0.01, 300);
-      const ones = new Float32Array(1000).fill(1);
-      const zeros = new Float32Array(1000);
-      const op = (b: Backend) => b.layerNorm(b.upload(x, [4, 1000]), b.upload(ones, [1000]), b.upload(zeros, [1000]), 1e-5);
-      // Rounding the mean to f32 (an ulp of 300 is 3e-5, 5e-3 of the std 0.0058) would fail this.
-      expectClose(await evaluate(backend, op), await evaluate(cpu, op), { atol: 2e-5 }, 'layerNorm of offset rows');
-    });
-
-    it('reads f16 weight and bias', async () => {
-      const rng = createRng(12);
-      const x = values(5 * 768, rng, 2);
-      const weight = floatsToHalves(values(768, rng, 1, 1));
-      const bias = floatsToHalves(values(768, rng));
-      const op = (b: Backend) => b.layerNorm(b.upload(x, [5, 768]), b.upload(weight, [768], 'f16'), b.upload(bias, [768], 'f16'), 1e-5);
-      expectClose(await evaluate(backend, op), await evaluate(cpu, op), TOLERANCE, 'layerNorm with f16 affine parameters');
-    });
+  it.each([[[3, 1]], [[4, 7]], [[2, 3, 257]], [[6, 768]], [[2, 1280]]] as [Shape][])('matches the CPU on %j', async (shape) => {
+    const rng = createRng(shape.reduce((p, d) => p * d, 1));
+    const cols = shape[shape.length - 1]!;
+    const x = values(shape.reduce((p, d) => p * d, 1), rng, 3);
+    const weight = values(cols, rng, 1, 1);
+    const bias = values(cols, rng);
+    const op = (b: Backend) => b.layerNorm(b.upload(x, shape), b.upload(weight, [cols]), b.upload(bias, [cols]), 1e-5);
+    expectClose(await evaluate(backend, op), await evaluate(cpu, op), TOLERANCE, `layerNorm ${JSON.stringify(shape)}`);
   });
 
+  it('stays accurate when the mean dwarfs the spread (two-pass variance)', async () => {
+    const rng = createRng(11);
+    const x = values(4 * 1000, rng, 0.01, 300);
+    const ones = new Float32Array(1000).fill(1);
+    const zeros = new Float32Array(1000);
+    const op = (b: Backend) => b.layerNorm(b.upload(x, [4, 1000]), b.upload(ones, [1000]), b.upload(zeros, [1000]), 1e-5);
+    // Rounding the mean to f32 (an ulp of 300 is 3e-5, 5e-3 of the std 0.0058) would fail this.
+    expectClose(await evaluate(backend, op), await evaluate(cpu, op), { atol: 2e-5 }, 'layerNorm of offset rows');
+  });
+
+  it.each([[[3, 5]], [[2, 3, 256]], [[7, 1024]]] as [Shape][])('adds a residual after normalising, on %j', async (shape) => {
+    const rng = createRng(shape.reduce((p, d) => p * d, 5));
+    const size = shape.reduce((p, d) => p * d, 1);
+    const cols = shape[shape.length - 1]!;
+    const [x, residual] = [values(size, rng, 3), values(size, rng, 2)];
+    const [weight, bias] = [values(cols, rng, 1, 1), values(cols, rng)];
+    const op = (b: Backend) => b.layerNorm(b.upload(x, shape), b.upload(weight, [cols]), b.upload(bias, [cols]), 1e-5, b.upload(residual, shape));
+    expectClose(await evaluate(backend, op), await evaluate(cpu, op), TOLERANCE, `layerNorm + residual ${JSON.stringify(shape)}`);
+  });
+
+  it('reads f16 weight and bias', async () => {
+    const rng = createRng(12);
+    const x = values(5 * 768, rng, 2);
+    const weight = floatsToHalves(values(768, rng, 1, 1));
+    const bias = floatsToHalves(values(768, rng));
+    const op = (b: Backend) => b.layerNorm(b.upload(x, [5, 768]), b.upload(weight, [768], 'f16'), b.upload(bias, [768], 'f16'), 1e-5);
+    expectClose(await evaluate(backend, op), await evaluate(cpu, op), TOLERANCE, 'layerNorm with f16 affine parameters');
+  });
+});
+
+describe.each(paths)('%s', (_, backend) => {
   describe('softmax and logSoftmax', () => {
     it.each(ROW_SHAPES)('match the CPU on [%i, %i]', async (rows, cols) => {
       const rng = createRng(rows * cols + 1);

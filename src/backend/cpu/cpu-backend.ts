@@ -36,6 +36,7 @@ import {
   layerNormSizes,
   matmulSizes,
   pool2dSizes,
+  relativeBiasSizes,
   sliceSizes,
   topkSizes,
   transposeSizes,
@@ -220,9 +221,11 @@ export class CpuBackend implements Backend {
 
   // ---- normalisation and reductions over the last dimension ----------------------------------
 
-  layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number): Tensor {
-    const sizes = layerNormSizes(x, weight, bias);
-    return this.#result(x.shape, 'f32', () => reductions.layerNorm(sizes, this.#floats(x), this.#floats(weight), this.#floats(bias), eps));
+  layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number, residual?: Tensor): Tensor {
+    const sizes = layerNormSizes(x, weight, bias, residual);
+    return this.#result(x.shape, 'f32', () =>
+      reductions.layerNorm(sizes, this.#floats(x), this.#floats(weight), this.#floats(bias), eps, residual && this.#floats(residual)),
+    );
   }
 
   softmax(x: Tensor): Tensor {
@@ -277,6 +280,11 @@ export class CpuBackend implements Backend {
   transpose(x: Tensor, perm: readonly number[]): Tensor {
     const { outShape } = transposeSizes(x, perm);
     return this.#result(outShape, x.dtype, () => indexing.transpose(this.#data(x), x.shape, perm));
+  }
+
+  relativeBias(table: Tensor, index: Tensor, base?: Tensor): Tensor {
+    const { outShape, ...sizes } = relativeBiasSizes(table, index, base);
+    return this.#result(outShape, 'f32', () => indexing.relativeBias(sizes, this.#floats(table), this.#ints(index), base && this.#floats(base)));
   }
 
   // ---- vision -----------------------------------------------------------------------------------

@@ -24,6 +24,22 @@ export function gather(
   return out;
 }
 
+/** `out[h, e] = table[index[e], h] (+ base[h, e])` for e over the [Tq, Tk] positions; ids are checked like gather's. */
+export function relativeBias(
+  { rows, heads, perHead }: { rows: number; heads: number; perHead: number },
+  table: Float32Array,
+  index: Int32Array,
+  base: Float32Array | undefined,
+): Float32Array {
+  const out = new Float32Array(heads * perHead);
+  for (let e = 0; e < perHead; e++) {
+    const id = index[e]!;
+    if (id < 0 || id >= rows) throw new Error(`relativeBias: index ${id} at position ${e} is out of range for a table of ${rows} rows`);
+    for (let h = 0; h < heads; h++) out[h * perHead + e] = table[id * heads + h]! + (base ? base[h * perHead + e]! : 0);
+  }
+  return out;
+}
+
 /** x seen as [outer, length, inner]: keeps `start ≤ i < end` of the middle dimension. */
 export function slice(
   { outer, inner }: AxisSizes,

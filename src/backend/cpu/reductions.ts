@@ -9,13 +9,14 @@ export interface RowSizes {
   cols: number;
 }
 
-/** Two-pass mean and population variance, then (x − mean)/√(var + eps)·weight + bias. */
+/** Two-pass mean and population variance, then (x − mean)/√(var + eps)·weight + bias (+ residual). */
 export function layerNorm(
   { rows, cols }: RowSizes,
   x: Float32Array,
   weight: Float32Array,
   bias: Float32Array,
   eps: number,
+  residual?: Float32Array,
 ): Float32Array {
   const out = new Float32Array(rows * cols);
   for (let r = 0; r < rows; r++) {
@@ -30,7 +31,7 @@ export function layerNorm(
     }
     const inverseStd = 1 / Math.sqrt(squares / cols + eps);
     for (let c = 0; c < cols; c++) {
-      out[base + c] = (x[base + c]! - mean) * inverseStd * weight[c]! + bias[c]!;
+      out[base + c] = (x[base + c]! - mean) * inverseStd * weight[c]! + bias[c]! + (residual ? residual[base + c]! : 0);
     }
   }
   return out;

@@ -5,6 +5,11 @@
  * recorded work may still read it can safely become the *output* of a later dispatch (dispatches
  * run in recording order), but not the target of `queue.writeBuffer`, which runs before the whole
  * submission. Such buffers are kept apart ("recycled while recording") until the next submit.
+ *
+ * Of the free buffers of a size, the pool hands out the one it made first. Which buffer a tensor
+ * gets then depends only on which buffers are free, not on the order they were released in, so
+ * a forward pass or a decoding step that runs again gets the same buffers as before, and finds
+ * its bind groups made already (`bind-groups.ts`; making one costs more than most dispatches).
  */
 
 /** Sizes are rounded up so that nearby shapes share buffers (sequence lengths grow while decoding). */
@@ -16,9 +21,15 @@ export function roundedSize(bytes: number): number {
   return Math.ceil(bytes / step) * step;
 }
 
+/** Free buffers by size, each list ordered from the last made to the first (popped first). */
+type Shelf = Map<number, GPUBuffer[]>;
+
 export class BufferPool {
-  readonly #free = new Map<number, GPUBuffer[]>();
-  readonly #recycledWhileRecording = new Map<number, GPUBuffer[]>();
+  readonly #free: Shelf = new Map();
+  readonly #recycledWhileRecording: Shelf = new Map();
+  /** Creation order of the pool's buffers. */
+  readonly #serial = new WeakMap<GPUBuffer, number>();
+  #made = 0;
   #bytesInUse = 0;
   #bytesAllocated = 0;
   #peakBytesInUse = 0;
@@ -39,25 +50,37 @@ export class BufferPool {
     if (buffer) return buffer;
     this.#bytesAllocated += size;
     // UNIFORM: a one-flag tensor may be the gate word of `unlessAll` (context.ts).
-    return this.device.createBuffer({ size, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+    const made = this.device.createBuffer({ size, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+    this.#serial.set(made, this.#made++);
+    return made;
   }
 
   release(buffer: GPUBuffer, recording: boolean): void {
-    const shelf = recording ? this.#recycledWhileRecording : this.#free;
-    const list = shelf.get(buffer.size) ?? [];
-    list.push(buffer);
-    shelf.set(buffer.size, list);
+    this.#shelve(recording ? this.#recycledWhileRecording : this.#free, buffer);
     this.#bytesInUse -= buffer.size;
   }
 
   /** Called after a submit: everything released so far may be written by uploads again. */
   submitted(): void {
-    for (const [size, buffers] of this.#recycledWhileRecording) {
-      const list = this.#free.get(size) ?? [];
-      list.push(...buffers);
-      this.#free.set(size, list);
+    for (const buffers of this.#recycledWhileRecording.values()) {
+      for (const buffer of buffers) this.#shelve(this.#free, buffer);
     }
     this.#recycledWhileRecording.clear();
+  }
+
+  /** Puts `buffer` in its place on the shelf: after the buffers made later than it. */
+  #shelve(shelf: Shelf, buffer: GPUBuffer): void {
+    const list = shelf.get(buffer.size) ?? [];
+    const serial = this.#serial.get(buffer)!;
+    let low = 0;
+    let high = list.length;
+    while (low < high) {
+      const middle = (low + high) >> 1;
+      if (this.#serial.get(list[middle]!)! > serial) low = middle + 1;
+      else high = middle;
+    }
+    list.splice(low, 0, buffer);
+    shelf.set(buffer.size, list);
   }
 
   /** Frees pooled buffers that are not in use (e.g. between models). */

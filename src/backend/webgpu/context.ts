@@ -25,6 +25,7 @@ import type { BufferPool } from './buffer-pool.js';
 import type { DeviceCapabilities } from './device.js';
 import type { KernelVariant, PipelineCache } from './kernels.js';
 import type { DispatchLabel, DispatchProfiler } from './profiler.js';
+import { BindGroupCache } from './bind-groups.js';
 import { mapForRead } from './wait.js';
 
 export type ParamValue = { u32: number } | { i32: number } | { f32: number };
@@ -139,6 +140,7 @@ export class KernelContext {
   #pendingReads: PendingRead[] = [];
   /** Attached by `WebGpuBackend.profile`: dispatches are timed one by one. */
   profiler: DispatchProfiler | undefined;
+  #bindGroups: BindGroupCache | undefined;
 
   constructor(
     readonly backend: Backend,
@@ -311,7 +313,9 @@ export class KernelContext {
     const timestamps = this.profiler?.timestamps && labels.length > 0 ? this.profiler.submission(labels) : undefined;
     let timed = 0;
     let pass: GPUComputePassEncoder | undefined;
-    const bind = (pipeline: GPUComputePipeline, entries: GPUBindGroupEntry[], gate?: Gate, label?: DispatchLabel): GPUComputePassEncoder => {
+    const bindGroups = (this.#bindGroups ??= new BindGroupCache(this.device));
+    /** Binds `slices` at bindings 0, 1, … of group 0 and the gate at group 1. */
+    const bind = (pipeline: GPUComputePipeline, slices: GPUBufferBinding[], gate?: Gate, label?: DispatchLabel): GPUComputePassEncoder => {
       if (timestamps && label) {
         // Profile mode: a pass of its own, whose beginning and end are timestamped.
         pass?.end();
@@ -319,7 +323,7 @@ export class KernelContext {
       }
       pass ??= encoder.beginComputePass();
       pass.setPipeline(pipeline);
-      pass.setBindGroup(0, this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries }));
+      pass.setBindGroup(0, bindGroups.get(pipeline, slices));
       pass.setBindGroup(1, gateGroup(pipeline, gate));
       return pass;
     };
@@ -333,16 +337,10 @@ export class KernelContext {
       if (r.kind === 'gate') {
         const slot = slots.get(r.gate);
         if (slot === undefined) continue; // nothing was recorded inside it, or its one flag is the word
-        bind(gatePipeline!, [
-          { binding: 0, resource: { buffer: params, ...r.gate.params! } },
-          { binding: 1, resource: { buffer: r.gate.done } },
-          { binding: 2, resource: this.#slotOf(slot) },
-        ]).dispatchWorkgroups(1);
+        bind(gatePipeline!, [{ buffer: params, ...r.gate.params! }, { buffer: r.gate.done }, this.#slotOf(slot)]).dispatchWorkgroups(1);
         continue;
       }
-      const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: params, offset: r.paramsOffset, size: r.paramsSize } }];
-      r.buffers.forEach((resource, i) => entries.push({ binding: i + 1, resource }));
-      bind(r.pipeline, entries, r.gate, r.label).dispatchWorkgroups(r.workgroups[0], r.workgroups[1] ?? 1, r.workgroups[2] ?? 1);
+      bind(r.pipeline, [{ buffer: params, offset: r.paramsOffset, size: r.paramsSize }, ...r.buffers], r.gate, r.label).dispatchWorkgroups(r.workgroups[0], r.workgroups[1] ?? 1, r.workgroups[2] ?? 1);
       if (timestamps && r.label) {
         pass!.end();
         pass = undefined;

@@ -24,6 +24,7 @@ export const KERNEL_FILES = [
   'softmax',
   'reduce',
   'indexing',
+  'relative-bias',
   'conv2d',
   'pool',
   'attention',

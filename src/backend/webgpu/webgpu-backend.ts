@@ -27,6 +27,7 @@ import * as indexing from './ops/indexing.js';
 import * as linear from './ops/matmul.js';
 import * as normalization from './ops/normalization.js';
 import * as reductions from './ops/reductions.js';
+import * as relative from './ops/relative-bias.js';
 import * as vision from './ops/vision.js';
 import * as attention from './ops/attention.js';
 
@@ -181,8 +182,8 @@ export class WebGpuBackend implements Backend {
     return elementwise.unary(this.#ctx, 'relu', x);
   }
 
-  layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number): Tensor {
-    return normalization.layerNorm(this.#ctx, x, weight, bias, eps);
+  layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number, residual?: Tensor): Tensor {
+    return normalization.layerNorm(this.#ctx, x, weight, bias, eps, residual);
   }
 
   softmax(x: Tensor): Tensor {
@@ -219,6 +220,10 @@ export class WebGpuBackend implements Backend {
 
   transpose(x: Tensor, perm: readonly number[]): Tensor {
     return indexing.transpose(this.#ctx, x, perm);
+  }
+
+  relativeBias(table: Tensor, index: Tensor, base?: Tensor): Tensor {
+    return relative.relativeBias(this.#ctx, table, index, base);
   }
 
   conv2d(x: Tensor, w: Tensor, options?: Conv2dOptions): Tensor {

@@ -283,25 +283,24 @@ export class OfaDecoder {
       const v = linear(backend, h, w.selfAttn.v);
       const keys = previous ? backend.concat([previous.keys, k], 1) : k;
       const values = previous ? backend.concat([previous.values, v], 1) : v;
-      const relative = relativeBias(backend, w.tokenRelativeTable, pass.selfRelativeIndex);
       h = attentionOutput(backend, w.selfAttn, linear(backend, h, w.selfAttn.q), keys, values, {
         heads,
         scale,
-        bias: backend.add(pass.selfPositionBias, relative),
+        bias: relativeBias(backend, w.tokenRelativeTable, pass.selfRelativeIndex, pass.selfPositionBias),
         causal: true,
       });
-      const afterSelf = backend.add(x, layerNorm(backend, h, w.selfAttnMidLayerNorm, eps));
+      const afterSelf = layerNorm(backend, h, w.selfAttnMidLayerNorm, eps, x);
       // Cross-attention to each sequence's sample of the encoder output with Across and the
       // encoder padding.
       h = layerNorm(backend, afterSelf, w.crossAttnLayerNorm, eps);
       const crossQueries = linear(backend, h, w.crossAttn.q);
-      const crossOptions = { heads, scale, bias: pass.crossPositionBias, keyPaddingMask: memory.keyPaddingMask };
+      const crossOptions = { heads, scale, bias: pass.crossPositionBias };
       const samples = cache.samples ?? defaultSamples(x.shape[0]!, memory);
       const attended = attendByLayer(backend, crossQueries, cache.crossLayers, (q, layer, sequences) =>
-        attendMemory(backend, q, sequences.map((b) => samples[b]!), memory.crossKeys[layer]!, memory.crossValues[layer]!, crossOptions),
+        attendMemory(backend, q, sequences.map((b) => samples[b]!), memory, layer, crossOptions),
       );
       h = linear(backend, attended, w.crossAttn.out);
-      const afterCross = backend.add(afterSelf, layerNorm(backend, h, w.crossAttnMidLayerNorm, eps));
+      const afterCross = layerNorm(backend, h, w.crossAttnMidLayerNorm, eps, afterSelf);
       const hidden = feedForwardSublayer(backend, afterCross, w.finalLayerNorm, w.ffn, eps);
       return cached ? { hidden, keys, values } : { hidden };
     });
@@ -427,34 +426,50 @@ function defaultSamples(sequences: number, memory: EncoderMemory): number[] {
 }
 
 /**
- * Cross-attention of query rows `q [R, Tq, d]` to the encoder memory `keys`, `values` `[S, N, d]`,
- * row r reading sample `samples[r]`. The attention op pairs each query sample with the key sample
- * of the same index (or shares a key batch of 1), so the rows of each sample become query
- * positions of one attention sample: `[S, k·Tq, d]` with k the most rows any sample has (a sample
- * with fewer repeats one of its rows, whose output is dropped), the position bias `[H, Tq, N]`
- * repeated k times. Beams are the usual case — k rows per sample, in sample order — where no row
- * moves and this is a reshape. The memory is never copied per row.
+ * Cross-attention of query rows `q [R, Tq, d]` to layer `layer`'s keys and values of the encoder
+ * memory (`[S, N, d]`), row r reading sample `samples[r]`. The attention op pairs each query
+ * sample with the key sample of the same index (or shares a key batch of 1), so:
+ *
+ * - at most one row per sample (a teacher-forced pass over some of the samples): the rows' samples
+ *   of the memory are gathered (their copy costs what one query row's attention reads);
+ * - several (beams): the rows of each sample become query positions of one attention sample,
+ *   `[S, k·Tq, d]` with k the most rows any sample has (a sample with fewer repeats one of its
+ *   rows, whose output is dropped), the position bias `[H, Tq, N]` repeated k times. Beams are the
+ *   usual case — k rows per sample, in sample order — where no row moves and this is a reshape;
+ *   the memory is not copied per beam.
  */
 function attendMemory(
   backend: Backend,
   q: Tensor,
   samples: readonly number[],
-  keys: Tensor,
-  values: Tensor,
-  options: { heads: number; scale: number; bias: Tensor; keyPaddingMask: Tensor },
+  memory: EncoderMemory,
+  layer: number,
+  options: { heads: number; scale: number; bias: Tensor },
 ): Tensor {
+  const keys = memory.crossKeys[layer]!;
+  const values = memory.crossValues[layer]!;
+  const { keyPaddingMask } = memory;
   const sampleCount = keys.shape[0]!;
-  if (sampleCount === 1) return backend.attention(q, keys, values, options);
+  if (sampleCount === 1) return backend.attention(q, keys, values, { ...options, keyPaddingMask });
   const [rows, tokens, width] = q.shape as [number, number, number];
   const rowsOfSample = Array.from({ length: sampleCount }, () => [] as number[]);
   samples.forEach((sample, r) => rowsOfSample[sample]!.push(r));
   const k = Math.max(...rowsOfSample.map((rs) => rs.length));
+  if (k === 1 && rows < sampleCount) {
+    const length = keys.shape[1]!;
+    const padding = new Int32Array(rows * length);
+    samples.forEach((sample, r) => padding.set(memory.keyPadding.subarray(sample * length, (sample + 1) * length), r * length));
+    return backend.attention(q, gatherSequences(backend, keys, samples), gatherSequences(backend, values, samples), {
+      ...options,
+      keyPaddingMask: backend.upload(padding, [rows, length], 'i32'),
+    });
+  }
   // Slot j·k + i holds sample j's i-th row (or a repeat of one of its rows, or of row 0 for a sample without rows).
   const slots = rowsOfSample.flatMap((rs) => Array.from({ length: k }, (_, i) => rs[Math.min(i, rs.length - 1)] ?? 0));
   const inPlace = slots.length === rows && slots.every((r, j) => r === j);
   const laidOut = (inPlace ? q : gatherSequences(backend, q, slots)).reshape([sampleCount, k * tokens, width]);
   const bias = k === 1 ? options.bias : backend.concat(Array<Tensor>(k).fill(options.bias), 1);
-  const attended = backend.attention(laidOut, keys, values, { ...options, bias }).reshape([sampleCount * k, tokens, width]);
+  const attended = backend.attention(laidOut, keys, values, { ...options, bias, keyPaddingMask }).reshape([sampleCount * k, tokens, width]);
   if (inPlace) return attended;
   const slotOf = Array<number>(rows);
   rowsOfSample.forEach((rs, j) => rs.forEach((r, i) => (slotOf[r] = j * k + i)));
@@ -568,10 +583,23 @@ export class DecodingSession {
   /**
    * Layer `l` for this step against the layer's cache, without storing anything: returns the
    * output and the layer's self-attention keys and values extended by this step's (`[B, t + 1, d]`,
-   * owned by the caller, e.g. for `setCache`).
+   * owned by the caller, e.g. for `setCache`). With `sequences`, `x` holds those sequences only
+   * (`[A, 1, d]`; MuE runs a layer only for the sequences that have not exited) and so do the
+   * results.
    */
-  computeLayer(l: number, x: Tensor, step: DecoderStep): { hidden: Tensor; self: SelfAttentionCache } {
-    return this.#decoder.cachedLayer(l, x, step.pass, this.#memory, this.cacheOf(l));
+  computeLayer(l: number, x: Tensor, step: DecoderStep, sequences?: readonly number[]): { hidden: Tensor; self: SelfAttentionCache } {
+    const cache = this.cacheOf(l);
+    if (!sequences || sequences.length === this.#batch) return this.#decoder.cachedLayer(l, x, step.pass, this.#memory, cache);
+    const backend = this.#decoder.backend;
+    const self = cache.self && {
+      keys: gatherSequences(backend, cache.self.keys, sequences),
+      values: gatherSequences(backend, cache.self.values, sequences),
+    };
+    const some = { self, crossLayers: sequences.map((b) => cache.crossLayers[b]!), samples: sequences.map((b) => this.#samples[b]!) };
+    const out = this.#decoder.cachedLayer(l, x, step.pass, this.#memory, some);
+    self?.keys.dispose();
+    self?.values.dispose();
+    return out;
   }
 
   /**

@@ -42,8 +42,9 @@ export function linear(
   return backend.matmul(x, w.weight, { transposeB: true, bias: w.bias, ...epilogue });
 }
 
-export function layerNorm(backend: Backend, x: Tensor, w: LayerNormWeights, eps: number): Tensor {
-  return backend.layerNorm(x, w.weight, w.bias, eps);
+/** A LayerNorm, and the residual sum after it when `residual` is given (one op). */
+export function layerNorm(backend: Backend, x: Tensor, w: LayerNormWeights, eps: number, residual?: Tensor): Tensor {
+  return backend.layerNorm(x, w.weight, w.bias, eps, residual);
 }
 
 /** `[T, H·dh]` → `[H, T, dh]`: head h owns channels `[h·dh, (h+1)·dh)`. */
@@ -73,9 +74,9 @@ export function positionBias(backend: Backend, queries: Tensor, keys: Tensor): T
   return backend.matmul(queries, keys, { transposeB: true });
 }
 
-/** §4.6 relative bias `R[h, i, j] = table[index[i, j], h]`: one gather `[Tq, Tk, H]`, then heads first. */
-export function relativeBias(backend: Backend, table: Tensor, index: Tensor): Tensor {
-  return backend.transpose(backend.gather(table, index), [2, 0, 1]);
+/** §4.6 relative bias `R[h, i, j] = table[index[i, j], h]`, `[H, Tq, Tk]`, added to the absolute bias `base` (one op). */
+export function relativeBias(backend: Backend, table: Tensor, index: Tensor, base: Tensor): Tensor {
+  return backend.relativeBias(table, index, base);
 }
 
 /**
@@ -515,7 +516,7 @@ export class OfaEncoder {
       const bias =
         relativeIndex === null
           ? absolutePositionBias
-          : backend.add(absolutePositionBias, relativeBias(backend, w.relativeBiasTable, relativeIndex));
+          : relativeBias(backend, w.relativeBiasTable, relativeIndex, absolutePositionBias);
       const h = layerNorm(backend, x, w.selfAttnLayerNorm, eps);
       const attended = attentionOutput(
         backend,
@@ -530,7 +531,7 @@ export class OfaEncoder {
           ...(context.keyPaddingMask === null ? {} : { keyPaddingMask: context.keyPaddingMask }),
         },
       );
-      const afterAttention = backend.add(x, layerNorm(backend, attended, w.selfAttnMidLayerNorm, eps));
+      const afterAttention = layerNorm(backend, attended, w.selfAttnMidLayerNorm, eps, x);
       return feedForwardSublayer(backend, afterAttention, w.finalLayerNorm, w.ffn, eps);
     });
   }
