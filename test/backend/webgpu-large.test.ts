@@ -199,6 +199,21 @@ describe('row ops beyond the binding limit', () => {
   });
 });
 
+describe('exit decisions beyond the binding limit', () => {
+  it('decideExit and cosineSimilarity over [12, 1000] states in chunks of samples', async () => {
+    const [previous, computed] = [floats([12, 1000]), floats([12, 1000])];
+    // Half the samples close to their previous state, so that some exceed the threshold.
+    previous[0].forEach((p, i) => (i % 2000 < 1000 ? (computed[0][i] = p + 0.1 * computed[0][i]!) : 0));
+    const doneBefore = Int32Array.from({ length: 12 }, (_, i) => (i % 5 === 0 ? 1 : 0));
+    const decide = (be: Backend) => be.decideExit(up(be, previous), up(be, computed), 0.9, be.upload(doneBefore, [12], 'i32'));
+    await expectChunkedMatches('decideExit state', (be) => decide(be).state, { atol: 0 });
+    await expectChunkedMatches('decideExit similarity', (be) => decide(be).similarity, { atol: 1e-6 });
+    await expectChunkedMatches('decideExit done', (be) => decide(be).done, { atol: 0 });
+    await expectChunkedMatches('decideExit allDone', (be) => decide(be).allDone, { atol: 0 });
+    await expectChunkedMatches('cosineSimilarity', (be) => be.cosineSimilarity(up(be, computed), up(be, previous)), { atol: 1e-6 });
+  });
+});
+
 describe('data movement beyond the binding limit', () => {
   it('gather with both the table and the output split', async () => {
     const table = floats([3000, 40]);

@@ -71,22 +71,32 @@ function recordCosine(
       DECIDE: decision ? 1 : 0,
       STAGE: stage,
     });
-  const params = exitParams(batch, length, spans, decision?.threshold ?? Infinity, decision?.doneBefore !== undefined);
-  const bindings = [
-    previous,
-    computed,
-    decision?.doneBefore ?? ctx.placeholder('i32'),
-    decision?.state ?? scratch('f32'),
-    partials,
-    similarity,
-    decision?.done ?? scratch('i32'),
-    decision?.allDone ?? scratch('i32'),
+  const params = (samples: number): ParamValue[] => exitParams(samples, length, spans, decision?.threshold ?? Infinity, decision?.doneBefore !== undefined);
+  const doneBefore = decision?.doneBefore;
+  const state = decision?.state;
+  // States beyond the binding limit (a large batch's encoder states): the spans run in chunks of samples.
+  const operands = [
+    { tensor: previous, rowElements: length },
+    { tensor: computed, rowElements: length },
+    { tensor: doneBefore ?? ctx.placeholder('i32'), rowElements: doneBefore ? 1 : 0 },
+    { tensor: state ?? scratch('f32'), rowElements: state ? length : 0 },
+    { tensor: partials, rowElements: whole ? 0 : spans * 4 },
+    { tensor: similarity, rowElements: 0 },
+    { tensor: decision?.done ?? scratch('i32'), rowElements: 0 },
+    { tensor: decision?.allDone ?? scratch('i32'), rowElements: 0 },
   ];
+  const bindings = operands.map(({ tensor }) => tensor);
   if (whole) {
-    ctx.record({ variant: variant(WHOLE), params, bindings, workgroups: [1] });
+    ctx.record({ variant: variant(WHOLE), params: params(batch), bindings, workgroups: [1] });
   } else {
-    ctx.record({ variant: variant(SPANS), params, bindings, workgroups: ctx.grid(batch * spans) });
-    ctx.record({ variant: variant(FINISH), params, bindings, workgroups: [1] });
+    const chunks = splitRows(ctx, decision ? 'decideExit' : 'cosineSimilarity', batch, operands);
+    for (const chunk of chunks) {
+      ctx.record({ variant: variant(SPANS), params: params(chunk.rows), bindings: chunk.bindings, workgroups: ctx.grid(chunk.rows * spans) });
+    }
+    // FINISH reads only the partial sums and flags; the states' first chunk stands in for them.
+    const [first] = chunks;
+    const finish = bindings.map((tensor, i) => (i === 0 || i === 1 || i === 3 ? first!.bindings[i]! : tensor));
+    ctx.record({ variant: variant(FINISH), params: params(batch), bindings: finish, workgroups: [1] });
     partials.dispose();
   }
   for (const t of unused) t.dispose();
