@@ -40,13 +40,32 @@ export interface FileSourceOptions {
   maxChunkBytes?: number;
 }
 
-/** Opens a file on disk for positioned reads; nothing is held in memory between reads. */
+const FILE_ERROR_REASONS: Readonly<Record<string, string>> = {
+  ENOENT: 'no such file or directory',
+  EISDIR: 'is a directory, not a file',
+  EACCES: 'permission denied',
+};
+
+/** A failed file-system call's reason in words (`no such file or directory`), for the usual codes. */
+export function fileErrorReason(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? FILE_ERROR_REASONS[code] : undefined;
+}
+
+/**
+ * Opens a file on disk for positioned reads; nothing is held in memory between reads. A file that
+ * cannot be opened is an `errorClass` error: `path: no such file or directory`.
+ */
 export async function openFileSource(path: string, options: FileSourceOptions = {}): Promise<ByteSource> {
   const { open } = await import('node:fs/promises');
-  const handle = await open(path, 'r');
+  const handle = await open(path, 'r').catch((error: unknown) => {
+    const reason = fileErrorReason(error);
+    throw reason === undefined ? error : new (options.errorClass ?? Error)(`${path}: ${reason}`);
+  });
   try {
-    const { size } = await handle.stat();
-    return handleSource(handle, size, path, options);
+    const stats = await handle.stat();
+    if (stats.isDirectory()) throw new (options.errorClass ?? Error)(`${path}: ${FILE_ERROR_REASONS['EISDIR']}`);
+    return handleSource(handle, stats.size, path, options);
   } catch (error) {
     await handle.close();
     throw error;

@@ -143,6 +143,13 @@ describe('openFileSource', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
+  it('names a file it cannot open, and why, in the given error class', async () => {
+    await expect(openFileSource(join(dir, 'missing.bin'), { errorClass: SafetensorsError })).rejects.toThrow(
+      new SafetensorsError(`${join(dir, 'missing.bin')}: no such file or directory`),
+    );
+    await expect(openFileSource(dir, { errorClass: SafetensorsError })).rejects.toThrow(`${dir}: is a directory, not a file`);
+  });
+
   it('reads a file and reports truncation after opening in the given error class', async () => {
     const path = join(dir, 'data.bin');
     await writeFile(path, Uint8Array.from({ length: 64 }, (_, i) => i));
