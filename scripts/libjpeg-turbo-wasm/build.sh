@@ -11,11 +11,23 @@
 # The output is byte-for-byte reproducible with these packages; test/image/wasm.test.ts checks
 # the inlined module's SHA-256 against src/image/wasm/sources.ts.
 set -eu
-SOURCE=$(cd "$1" && pwd)
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 BUILD=$(mktemp -d)
 trap 'rm -rf "$BUILD"' EXIT
+
+# Integer widths as on x86-64, where Pillow runs: JLONG (the IDCT's and colour conversion's
+# intermediates) and the Huffman decoder's bit buffer 64 bits wide. The 32-bit ones wasm32 would
+# get decode valid files the same, but overflow and read ahead differently on corrupt data, which
+# libjpeg decodes through (as Pillow does).
+SOURCE="$BUILD/source"
+cp -r "$1" "$SOURCE"
+sed -i -e 's/^typedef long JLONG;$/typedef long long JLONG;/' \
+  -e 's/^#define LEFT_SHIFT(a, b)  ((JLONG)((unsigned long)(a) << (b)))$/#define LEFT_SHIFT(a, b)  ((JLONG)((unsigned long long)(a) << (b)))/' "$SOURCE/jpegint.h"
+grep -q '^typedef long long JLONG;$' "$SOURCE/jpegint.h" && grep -q 'unsigned long long)(a) << (b)' "$SOURCE/jpegint.h"
+sed -i 's/(defined(__x86_64__) \&\& defined(__ILP32__))/((defined(__x86_64__) \&\& defined(__ILP32__)) || defined(__wasm32__))/' "$SOURCE/jdhuff.c"
+sed -i 's/^#elif defined(__x86_64__) \&\& defined(__ILP32__)$/#elif (defined(__x86_64__) \&\& defined(__ILP32__)) || defined(__wasm32__)/' "$SOURCE/jdhuff.h"
+grep -q '__wasm32__' "$SOURCE/jdhuff.c" && grep -q '__wasm32__' "$SOURCE/jdhuff.h"
 
 cat > "$BUILD/jconfig.h" <<'H'
 #define JPEG_LIB_VERSION 62

@@ -19,7 +19,37 @@ IMPORT(fatal) void host_fatal(const char *message);
 struct decoder {
   struct jpeg_decompress_struct info;
   struct jpeg_error_mgr errors;
+  struct jpeg_source_mgr source;
+  /* Set when libjpeg asked for data past the end of the file. */
+  int ran_out;
 };
+
+/*
+ * The file in memory, as jdatasrc.c's memory source but noting when libjpeg wants more: where
+ * Pillow's suspending source would wait for more data and then report the file as truncated.
+ */
+static void init_source(j_decompress_ptr info) {}
+static void term_source(j_decompress_ptr info) {}
+
+static boolean fill_input_buffer(j_decompress_ptr info) {
+  static const JOCTET end_of_image[2] = {0xFF, JPEG_EOI};
+  struct decoder *decoder = (struct decoder *)info;
+  decoder->ran_out = 1;
+  info->src->next_input_byte = end_of_image;
+  info->src->bytes_in_buffer = 2;
+  return TRUE;
+}
+
+static void skip_input_data(j_decompress_ptr info, long count) {
+  struct jpeg_source_mgr *source = info->src;
+  if (count <= 0) return;
+  while (count > (long)source->bytes_in_buffer) {
+    count -= (long)source->bytes_in_buffer;
+    fill_input_buffer(info);
+  }
+  source->next_input_byte += count;
+  source->bytes_in_buffer -= count;
+}
 
 static void error_exit(j_common_ptr info) {
   char message[JMSG_LENGTH_MAX];
@@ -40,7 +70,15 @@ EXPORT(open_decoder) struct decoder *open_decoder(const unsigned char *data, uns
   decoder->errors.error_exit = error_exit;
   decoder->errors.emit_message = emit_message;
   jpeg_create_decompress(&decoder->info);
-  jpeg_mem_src(&decoder->info, data, size);
+  decoder->source.init_source = init_source;
+  decoder->source.fill_input_buffer = fill_input_buffer;
+  decoder->source.skip_input_data = skip_input_data;
+  decoder->source.resync_to_restart = jpeg_resync_to_restart;
+  decoder->source.term_source = term_source;
+  decoder->source.next_input_byte = data;
+  decoder->source.bytes_in_buffer = size;
+  decoder->ran_out = 0;
+  decoder->info.src = &decoder->source;
   jpeg_read_header(&decoder->info, TRUE);
   header[0] = (int)decoder->info.image_width;
   header[1] = (int)decoder->info.image_height;
@@ -49,8 +87,12 @@ EXPORT(open_decoder) struct decoder *open_decoder(const unsigned char *data, uns
   return decoder;
 }
 
-/* Decodes every row into `pixels` (3 or, with `cmyk`, 4 bytes a pixel) and reads to the end of the image. */
-EXPORT(decode) void decode(struct decoder *decoder, unsigned char *pixels, int cmyk) {
+/*
+ * Decodes every row into `pixels` (3 or, with `cmyk`, 4 bytes a pixel) and reads on to the end of
+ * the image. Returns 1 if the file ended before the last row was complete (Pillow: "image file is
+ * truncated"), 0 otherwise; once every row is there, Pillow accepts the image whatever follows.
+ */
+EXPORT(decode) int decode(struct decoder *decoder, unsigned char *pixels, int cmyk) {
   struct jpeg_decompress_struct *info = &decoder->info;
   info->out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
   jpeg_start_decompress(info);
@@ -59,6 +101,8 @@ EXPORT(decode) void decode(struct decoder *decoder, unsigned char *pixels, int c
     JSAMPROW row = pixels + (size_t)info->output_scanline * stride;
     jpeg_read_scanlines(info, &row, 1);
   }
+  int truncated = decoder->ran_out;
   jpeg_finish_decompress(info);
   jpeg_destroy_decompress(info);
+  return truncated;
 }

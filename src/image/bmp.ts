@@ -78,39 +78,45 @@ function readHeader(bytes: Uint8Array, label: string): BmpHeader {
     compression = view.getUint32(at + 12, true);
     colours = view.getUint32(at + 28, true);
     if (compression === Compression.BitFields) {
-      // V4/V5 headers hold the masks; an INFO header is followed by three of them.
+      // Headers of 56 bytes and more hold four masks; an INFO header is followed by three.
       const maskAt = at + 36;
       need(maskAt + 12, 'bit field masks');
       masks = [0, 4, 8].map((offset) => view.getUint32(maskAt + offset, true));
-      if (headerSize >= 108) masks.push(view.getUint32(maskAt + 12, true));
-      else if (bits === 32) masks.push(0);
+      masks.push(headerSize >= 56 ? view.getUint32(maskAt + 12, true) : 0);
     }
   }
   if (width <= 0) throw new ImageDecodeError(label, `corrupt BMP: width ${width}`);
   if (![1, 4, 8, 16, 24, 32].includes(bits)) throw new ImageDecodeError(label, `unsupported BMP: ${bits} bits per pixel`);
-  const sameMasks = (a: number[], b: number[]): boolean => a.length === b.length && a.every((mask, i) => mask === b[i]);
+  // Pillow compares all four masks of 32-bit pixels, and red, green and blue of the others.
+  const sameMasks = (layout: number[], found: number[]): boolean => layout.every((mask, i) => mask === found[i]);
   if (compression === Compression.BitFields) {
     const known = bits === 32 ? MASKS_32 : bits === 16 ? MASKS_16 : bits === 24 ? [[0xff0000, 0xff00, 0xff]] : [];
     if (!known.some((layout) => sameMasks(layout, masks))) {
       throw new ImageDecodeError(label, `unsupported BMP: ${bits}-bit bit fields layout ${masks.map((mask) => `0x${mask.toString(16)}`).join(', ')}`);
     }
+    // All-zero masks read as BGRA in Pillow.
+    if (masks.every((mask) => mask === 0)) masks = MASK_BGRX;
   } else if (compression === Compression.Rgb) {
     masks = bits === 32 ? MASK_BGRX : bits === 16 ? MASK_555 : [];
   } else if (!((compression === Compression.Rle8 || compression === Compression.Rle4) && bits <= 8)) {
     throw new ImageDecodeError(label, `unsupported BMP: compression ${compression} with ${bits} bits per pixel`);
   }
 
+  // Pillow reads the masks that follow an INFO header, then the palette, taking what is there
+  // of it (the pixel data may follow sooner); a pixel offset of 0 means "where reading stopped",
+  // and one that points at the palette is moved past 4 bytes a colour.
+  let readTo = FILE_HEADER_LENGTH + headerSize + (compression === Compression.BitFields && headerSize < 52 ? 12 : 0);
   let palette: Uint8Array | undefined;
   if (bits <= 8) {
     colours ||= 1 << bits;
     if (colours > 65536) throw new ImageDecodeError(label, `corrupt BMP: palette of ${colours} colours`);
     const entryBytes = headerSize === CORE_HEADER ? 3 : 4;
-    const paletteAt = FILE_HEADER_LENGTH + headerSize;
-    // Pillow reads the palette right after the header, taking what is there of it (the pixel
-    // data may follow sooner), and moves a pixel offset that points at it past 4 bytes a colour.
+    const paletteAt = readTo;
     if (dataOffset === paletteAt) dataOffset += 4 * colours;
     palette = pillowPalette(bytes.subarray(paletteAt, paletteAt + entryBytes * Math.min(colours, 256)), entryBytes, true);
+    readTo += entryBytes * colours;
   }
+  if (dataOffset === 0) dataOffset = Math.min(readTo, bytes.length);
   return { width, height, topDown, bits, compression, masks, palette, dataOffset };
 }
 

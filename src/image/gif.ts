@@ -2,9 +2,9 @@
  * GIF → 8-bit RGB as Pillow 9.4 opens it: the first frame only, on a canvas the size of the
  * logical screen (grown to hold the frame if it sticks out), the area around the frame filled
  * with the frame's transparent index (else index 0), then `convert("RGB")` through the frame's
- * palette (local, else global; Pillow's grey ramp beyond it or without one). Like Pillow, image
- * data that ends before the frame is complete is an error, and so is an LZW code that is not
- * yet defined.
+ * palette (local, else global; Pillow's grey ramp beyond it or without one). Like Pillow, bytes
+ * between blocks that start none are skipped, image data that ends before the frame is complete
+ * is an error, and so is an LZW code that is not yet defined.
  *
  * Our own because the JavaScript GIF decoders (gifuct-js, omggif) allocate frames from header
  * sizes without a limit, decode every frame, and fail on bad data with their internal errors;
@@ -70,7 +70,11 @@ function readFirstFrame(bytes: Uint8Array, label: string): { screenWidth: number
       offset = next;
       continue;
     }
-    if (block !== Block.Image) throw new ImageDecodeError(label, `corrupt GIF: unknown block 0x${block.toString(16)} at byte ${offset}`);
+    if (block !== Block.Image) {
+      // Pillow skips bytes that introduce no block, one at a time.
+      offset++;
+      continue;
+    }
     need(offset, 10, 'image descriptor');
     const flags = bytes[offset + 9]!;
     const localTableLength = tableSize(flags);

@@ -7,10 +7,11 @@
  * as CMYK, which Pillow reads as inverted (Adobe's convention, rawmode "CMYK;I") and converts
  * with its own formula.
  *
- * Before any WebAssembly runs, a walk over the marker segments (proportional to the file) finds
- * what libjpeg would only report after allocating the whole image: a size over the pixel limit,
- * a file without image data or without its end (Pillow refuses both: "image file is truncated"),
- * and scan data too short to hold the image it declares.
+ * Before any WebAssembly runs, a walk over the marker segments up to the first scan finds what
+ * libjpeg would only report after allocating the whole image: a size over the pixel limit, a
+ * file without image data, and data too short to hold the image it declares. Like Pillow, a file
+ * whose data ends before the last row is truncated; once every row is there, the rest may be
+ * missing or damaged.
  */
 import { checkImageSize, ImageDecodeError, type RgbImage } from './errors.js';
 import { LIBJPEG_TURBO_WASM } from './wasm/libjpeg-turbo.wasm.js';
@@ -81,34 +82,18 @@ function readFrame(bytes: Uint8Array, marker: number, at: number, length: number
 }
 
 /**
- * Offset of the next marker after entropy-coded data starting at `from`: FF00 is a stuffed byte,
- * RSTn belong to the scan, and so do codes below 0xC0, which are no markers (libjpeg skips them
- * when it resynchronises at the next restart marker, and fails on them otherwise).
- */
-function endOfEntropyData(bytes: Uint8Array, from: number): number {
-  for (let i = from; i + 1 < bytes.length; i++) {
-    if (bytes[i] !== 0xff) continue;
-    const next = bytes[i + 1]!;
-    if (next >= 0xc0 && next !== 0xff && (next < Marker.RST0 || next > Marker.RST7)) return i;
-  }
-  return bytes.length;
-}
-
-/**
- * Walks the file as libjpeg reads it (garbage between segments skipped, as libjpeg does with a
- * warning), checking that a frame, at least one scan and the end-of-image marker are there.
+ * Walks the marker segments up to the first scan as libjpeg reads them (garbage between segments
+ * skipped, as libjpeg does with a warning): the frame header must come before it, whole, and
+ * within the pixel limit. What follows the first scan header is libjpeg's to judge, as for Pillow.
  */
 function readStructure(bytes: Uint8Array, maxPixels: number, label: string): JpegFrame {
   let frame: JpegFrame | undefined;
-  let scans = 0;
-  let entropyBytes = 0;
   let offset = 2;
   for (;;) {
     while (offset < bytes.length && bytes[offset] !== 0xff) offset++;
     while (offset + 1 < bytes.length && bytes[offset + 1] === 0xff) offset++;
     if (offset + 1 >= bytes.length) {
-      const missing = frame === undefined ? 'frame header (SOF)' : scans === 0 ? 'image data (SOS)' : 'end-of-image marker';
-      throw new ImageDecodeError(label, `truncated JPEG: the file ends before the ${missing}`);
+      throw new ImageDecodeError(label, `truncated JPEG: the file ends before the ${frame === undefined ? 'frame header (SOF)' : 'image data (SOS)'}`);
     }
     const marker = bytes[offset + 1]!;
     const at = offset;
@@ -116,15 +101,13 @@ function readStructure(bytes: Uint8Array, maxPixels: number, label: string): Jpe
       offset += 2;
       continue;
     }
-    if (marker === Marker.EOI) {
-      if (scans === 0) throw new ImageDecodeError(label, `corrupt JPEG: end-of-image marker at byte ${at} before any image data (no SOS scan)`);
-      break;
-    }
+    if (marker === Marker.EOI) throw new ImageDecodeError(label, `corrupt JPEG: end-of-image marker at byte ${at} before any image data (no SOS scan)`);
     if (marker === Marker.SOI) throw new ImageDecodeError(label, `corrupt JPEG: a second start-of-image marker at byte ${at}`);
     if (offset + 4 > bytes.length) throw new ImageDecodeError(label, `truncated JPEG: the file ends inside the ${hex(marker)} segment at byte ${at}`);
     const length = (bytes[offset + 2]! << 8) | bytes[offset + 3]!;
-    if (length < 2) throw new ImageDecodeError(label, `corrupt JPEG: the ${hex(marker)} segment at byte ${at} declares length ${length}`);
-    const end = offset + 2 + length;
+    // libjpeg skips a segment with a length under 2 after its length field (its readers of
+    // tables and headers then refuse it themselves).
+    const end = offset + 2 + Math.max(length, 2);
     if (end > bytes.length) {
       throw new ImageDecodeError(label, `truncated JPEG: the ${hex(marker)} segment at byte ${at} needs ${length + 2} bytes, the file ends after ${bytes.length - at}`);
     }
@@ -133,25 +116,28 @@ function readStructure(bytes: Uint8Array, maxPixels: number, label: string): Jpe
       frame = readFrame(bytes, marker, at, length, label);
       checkImageSize(frame.width, frame.height, maxPixels, label);
     }
-    offset = end;
     if (marker === Marker.SOS) {
       if (frame === undefined) throw new ImageDecodeError(label, `corrupt JPEG: image data (SOS) at byte ${at} before any frame header (SOF)`);
-      scans++;
-      const dataEnd = endOfEntropyData(bytes, offset);
-      entropyBytes += dataEnd - offset;
-      offset = dataEnd;
+      checkDataSuffices(frame, bytes.length - end, label);
+      return frame;
     }
+    offset = end;
   }
-  // Huffman coding spends at least one bit per block on its DC coefficient, so the scans must
-  // hold a bit for every block: a few kilobytes cannot be a 7000×7000 image.
-  if (frame!.huffman && entropyBytes * 8 < frame!.blocks) {
+}
+
+/**
+ * Huffman coding spends at least one bit per block on its DC coefficient, so what follows the
+ * first scan header must hold a bit for every block: a few kilobytes cannot be a 7000×7000 image
+ * (libjpeg, and Pillow, would decode it as grey where the data is missing).
+ */
+function checkDataSuffices(frame: JpegFrame, dataBytes: number, label: string): void {
+  if (frame.huffman && dataBytes * 8 < frame.blocks) {
     throw new ImageDecodeError(
       label,
-      `corrupt JPEG: its scans hold ${entropyBytes} bytes, too few for the ${frame!.blocks} blocks of a ` +
-        `${frame!.width}×${frame!.height} image (at least ${Math.ceil(frame!.blocks / 8)} bytes)`,
+      `corrupt JPEG: ${dataBytes} bytes of image data are too few for the ${frame.blocks} blocks of a ` +
+        `${frame.width}×${frame.height} image (at least ${Math.ceil(frame.blocks / 8)} bytes)`,
     );
   }
-  return frame!;
 }
 
 /** libjpeg's J_COLOR_SPACE values that decode to CMYK. */
@@ -165,8 +151,8 @@ interface LibjpegExports {
   malloc(size: number): number;
   /** Reads the headers; writes width, height, colour space and component count to `header`. */
   open_decoder(input: number, size: number, header: number): number;
-  /** Decodes every row to RGB (or CMYK) at `pixels` and reads to the end of the image. */
-  decode(decoder: number, pixels: number, cmyk: number): void;
+  /** Decodes every row to RGB (or CMYK) at `pixels`; 1 if the file ended before the last row. */
+  decode(decoder: number, pixels: number, cmyk: number): number;
 }
 
 const libjpegTurbo = lazyWasmModule(LIBJPEG_TURBO_WASM);
@@ -254,8 +240,10 @@ export async function decodeJpeg(bytes: Uint8Array, label: string, maxPixels: nu
   const output = libjpeg.malloc(width * height * channels);
   if (output === 0) throw new ImageDecodeError(label, `JPEG too large: no memory for a ${width}×${height} image`);
   // Corrupt entropy data and garbage between segments are warnings that libjpeg decodes through,
-  // as Pillow does; truncation was ruled out above.
-  libjpegCall(() => libjpeg.decode(decoder, output, cmyk ? 1 : 0), label, 'decoding the image data');
+  // as Pillow does; data that ends before the last row is Pillow's "image file is truncated".
+  if (libjpegCall(() => libjpeg.decode(decoder, output, cmyk ? 1 : 0), label, 'decoding the image data') !== 0) {
+    throw new ImageDecodeError(label, 'truncated JPEG: the file ends before the last row of the image');
+  }
   const samples = new Uint8Array(libjpeg.memory.buffer, output, width * height * channels);
   return { width, height, data: cmyk ? invertedCmykToRgb(samples, width * height) : samples.slice() };
 }

@@ -3,8 +3,9 @@
  * tRNS are dropped without compositing, grey is replicated, palette indices beyond the palette
  * read as Pillow's grey ramp, and no gamma, ICC profile or EXIF orientation is applied. Like
  * Pillow, chunk checksums are verified up to the image data and the zlib stream's own checksum
- * guards the image data; the first run of IDAT chunks is the image data and nothing after it is
- * read (IEND may be missing), and a file cut inside the image data decodes if it holds enough.
+ * guards the image data; the first run of IDAT chunks is the image data, the chunks after it are
+ * only skipped (to IEND, which may be missing), and a file cut inside the image data decodes if
+ * it holds enough.
  *
  * Our own rather than a library's because inflating must stop at the size the header declares
  * (a 1×1 image whose data inflates to 1 GiB costs nothing here); `pako` does the inflating.
@@ -99,39 +100,45 @@ function readChunks(bytes: Uint8Array, label: string): PngChunks {
   let header: PngHeader | undefined;
   let palette: Uint8Array | undefined;
   const imageData: Uint8Array[] = [];
+  let imageDataEnded = false;
   for (let offset = SIGNATURE_LENGTH; offset < bytes.length; ) {
-    // Like Pillow, nothing after the image data is read: it cannot change the pixels.
-    if (imageData.length > 0 && (offset + 8 > bytes.length || typeAt(offset) !== 'IDAT')) break;
     if (offset + 8 > bytes.length) {
+      if (imageData.length > 0) break;
       throw new ImageDecodeError(label, `truncated PNG: file ends inside a chunk header at byte ${offset}`);
     }
-    const type = typeAt(offset);
-    const dataLength = view.getUint32(offset);
-    const chunkEnd = offset + 12 + dataLength;
-    if (chunkEnd > bytes.length && type === 'IDAT') {
+    const at = offset;
+    const type = typeAt(at);
+    imageDataEnded ||= imageData.length > 0 && type !== 'IDAT';
+    // After the image data Pillow only skips chunks, up to IEND or anything not named like one.
+    if (imageDataEnded && (type === 'IEND' || !/^\w{4}$/.test(type))) break;
+    const dataLength = view.getUint32(at);
+    const chunkEnd = at + 12 + dataLength;
+    if (chunkEnd > bytes.length && type === 'IDAT' && !imageDataEnded) {
       // The file ends inside the image data: like Pillow, decode what is there (enough or not).
-      imageData.push(bytes.subarray(offset + 8, chunkEnd - 4));
+      imageData.push(bytes.subarray(at + 8, chunkEnd - 4));
       break;
     }
     if (chunkEnd > bytes.length) {
       throw new ImageDecodeError(
         label,
-        `truncated PNG: the ${JSON.stringify(type)} chunk at byte ${offset} needs ${12 + dataLength} bytes, ` +
-          `the file ends after ${bytes.length - offset}`,
+        `truncated PNG: the ${JSON.stringify(type)} chunk at byte ${at} needs ${12 + dataLength} bytes, ` +
+          `the file ends after ${bytes.length - at}`,
       );
     }
-    const data = bytes.subarray(offset + 8, chunkEnd - 4);
+    offset = chunkEnd;
+    if (imageDataEnded) continue;
+    const data = bytes.subarray(at + 8, chunkEnd - 4);
     // Pillow verifies the checksums of the chunks it parses before the image data; the image
     // data itself is guarded by the zlib stream's checksum.
-    if (imageData.length === 0 && type !== 'IDAT' && crc32(bytes.subarray(offset + 4, chunkEnd - 4)) !== view.getUint32(chunkEnd - 4)) {
-      throw new ImageDecodeError(label, `corrupt PNG: checksum mismatch in the ${JSON.stringify(type)} chunk at byte ${offset}`);
+    if (imageData.length === 0 && type !== 'IDAT' && crc32(bytes.subarray(at + 4, chunkEnd - 4)) !== view.getUint32(chunkEnd - 4)) {
+      throw new ImageDecodeError(label, `corrupt PNG: checksum mismatch in the ${JSON.stringify(type)} chunk at byte ${at}`);
     }
     if (type === 'IHDR') {
-      if (header !== undefined) throw new ImageDecodeError(label, `corrupt PNG: a second IHDR chunk at byte ${offset}`);
+      if (header !== undefined) throw new ImageDecodeError(label, `corrupt PNG: a second IHDR chunk at byte ${at}`);
       header = readHeader(bytes, view, label);
     } else if (type === 'PLTE') {
       if (dataLength % 3 !== 0 || dataLength > 256 * 3) {
-        throw new ImageDecodeError(label, `corrupt PNG: PLTE chunk at byte ${offset} has ${dataLength} bytes, not 3 per entry for up to 256 entries`);
+        throw new ImageDecodeError(label, `corrupt PNG: PLTE chunk at byte ${at} has ${dataLength} bytes, not 3 per entry for up to 256 entries`);
       }
       palette = data;
     } else if (type === 'IDAT') {
@@ -139,7 +146,6 @@ function readChunks(bytes: Uint8Array, label: string): PngChunks {
     } else if (type === 'IEND') {
       break;
     }
-    offset = chunkEnd;
   }
   if (imageData.length === 0) throw new ImageDecodeError(label, 'truncated or corrupt PNG: no image data (IDAT chunk)');
   return { header: header!, palette, imageData: concatenate(imageData) };

@@ -27,7 +27,7 @@ describe('JPEG', () => {
     new DataView(jpeg.buffer).setUint16(sof + 7, 7000);
     expect(jpeg.length).toBeLessThan(4000);
     expect(await refusal(jpeg, 'bomb.jpg')).toMatch(
-      /^bomb\.jpg: corrupt JPEG: its scans hold \d+ bytes, too few for the 1149313 blocks of a 7000×7000 image \(at least 143665 bytes\)$/,
+      /^bomb\.jpg: corrupt JPEG: \d+ bytes of image data are too few for the 1149313 blocks of a 7000×7000 image \(at least 143665 bytes\)$/,
     );
   });
 
@@ -60,6 +60,17 @@ describe('JPEG', () => {
     expect(await refusal(jpeg.subarray(0, dht + 10), 'cut.jpg')).toMatch(/^cut\.jpg: truncated JPEG: the 0xFFC4 segment at byte \d+ needs \d+ bytes, the file ends after 10$/);
     expect(await refusal(jpeg.subarray(0, markerAt(jpeg, 0xda)), 'no-data.jpg')).toBe('no-data.jpg: truncated JPEG: the file ends before the image data (SOS)');
     expect(await refusal(jpeg.subarray(0, 3), 'soi.jpg')).toBe('soi.jpg: truncated JPEG: the file ends before the frame header (SOF)');
+  });
+
+  it('decodes, as Pillow does, a file whose rows are all there whatever follows them', async () => {
+    const jpeg = await fixture('photo-q75-422.jpg');
+    const intact = await decodeImage(jpeg, 'intact.jpg');
+    const withoutEnd = jpeg.subarray(0, jpeg.length - 2);
+    // Pillow 9.4 decodes these three (and refuses the file without its last 10 bytes).
+    for (const tail of [[0xff, 0xe3, 0x40, 0x00, 1, 2, 3], [0, 0, 0, 0, 0, 0], [0xff, 0xd0]]) {
+      expect((await decodeImage(new Uint8Array([...withoutEnd, ...tail]), 'tail.jpg')).data).toEqual(intact.data);
+    }
+    expect(await refusal(jpeg.subarray(0, jpeg.length - 10), 'cut.jpg')).toBe('cut.jpg: truncated JPEG: the file ends before the last row of the image');
   });
 
   it('names unsupported frames', async () => {
@@ -128,13 +139,20 @@ describe('GIF', () => {
     expect(await refusal(bomb, 'bomb.gif')).toMatch(/^bomb\.gif: image is 65535×65535 \(4294\.8 megapixels\), more than the limit/);
   });
 
+  it('skips bytes that start no block, as Pillow does', async () => {
+    const gif = await fixture('edges.gif');
+    const padded = new Uint8Array([...gif.subarray(0, 13 + 192), 0x99, 0x00, 0x42, ...gif.subarray(13 + 192)]);
+    expect((await decodeImage(padded, 'padded.gif')).data).toEqual((await decodeImage(gif, 'edges.gif')).data);
+  });
+
   it('refuses files cut short or with unknown parts, naming where', async () => {
     const gif = await fixture('edges.gif');
     expect(await refusal(gif.subarray(0, 100), 'cut.gif')).toBe('cut.gif: truncated GIF: the file ends inside the global colour table at byte 13');
     expect(await refusal(gif.subarray(0, gif.length - 300), 'cut-data.gif')).toMatch(/^cut-data\.gif: truncated GIF: the file ends inside the image data \(at byte \d+\) after \d+ of 5917 pixels$/);
-    const unknown = gif.slice();
-    unknown[13 + 192] = 0x99;
-    expect(await refusal(unknown, 'block.gif')).toBe('block.gif: corrupt GIF: unknown block 0x99 at byte 205');
+    const zeroFrame = gif.slice();
+    const frame = zeroFrame.indexOf(0x2c, 13 + 192);
+    zeroFrame.set([0, 0], frame + 7);
+    expect(await refusal(zeroFrame, 'zero.gif')).toBe(`zero.gif: corrupt GIF: the first frame (at byte ${frame}) has zero size (97×0)`);
     expect(await refusal(new TextEncoder().encode('GIF88a\x01\x00\x01\x00\x00\x00\x00;'), 'v.gif')).toBe('v.gif: unsupported GIF: version "GIF88a"');
     expect(await refusal(new TextEncoder().encode('GIF89a\x01\x00\x01\x00\x00\x00\x00;'), 'empty.gif')).toBe('empty.gif: corrupt GIF: the trailer at byte 13 comes before any image');
   });
