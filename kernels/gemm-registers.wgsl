@@ -1,5 +1,8 @@
 // gemm_registers: the register-blocked GEMM for software adapters (lavapipe / llvmpipe), included
-// after gemm.wgsl (whose interface it uses). Expects `enable subgroups;`.
+// after gemm.wgsl (whose interface it uses) and after one of the two files that say how the rows
+// of A reach every lane: `gemm-registers-shuffle.wgsl` (subgroups) or `gemm-registers-uniform.wgsl`
+// (adapters without subgroups, e.g. Deno's and Firefox's WebGPU on lavapipe). Each defines the
+// entry point `gemm_registers`, which calls `gemm_registers_block` below, and `share_a_quad`.
 //
 // A software adapter runs a subgroup as one SIMD vector and turns every storage read whose address
 // differs between lanes into a loop over the lanes (~10 instructions per element), so reads, not
@@ -7,14 +10,14 @@
 // and barriers switch coroutines); two things do:
 // - Each invocation keeps a (4·ROW_QUADS) × 4 block of the output in registers, so every B element
 //   it reads serves 4·ROW_QUADS multiply-adds (as 4×4 matrix products of quads of k).
-// - The rows of A are the same for the whole subgroup: instead of every lane reading the same quad
-//   (LANES times the reads), lane l reads quad l of a chunk of LANES quads, and subgroupShuffle
-//   (one vector permute) hands quad l to every lane in step l.
+// - The rows of A are the same for the whole workgroup. With subgroups, instead of every lane
+//   reading the same quad, lane l reads quad l of a chunk of LANES quads and subgroupShuffle (one
+//   vector permute) hands quad l to every lane in step l. Without them (LANES = 1), every lane
+//   reads the same address, which the compiler sees as uniform: one scalar read, broadcast.
 // Lavapipe (8 lanes, 2 cores): 1024³ at ~43 GFLOPS with ROW_QUADS 4 and 16 invocations per
 // workgroup (8 and 32 measured the same), against ~4.3 with gemm_tiled.
 
-// The subgroup size: a chunk of A holds one quad of k per lane (the wrapper passes the adapter's
-// fixed subgroup size).
+// Quads of k per chunk of A, one per lane: the adapter's fixed subgroup size with shuffles, else 1.
 override LANES: u32 = 8u;
 // Row quads per workgroup (1 ..= MAX_ROW_QUADS): 4 rows each, all shared by the workgroup.
 override ROW_QUADS: u32 = 4u;
@@ -22,12 +25,8 @@ override ROW_QUADS: u32 = 4u;
 override WORKGROUP_SIZE: u32 = 16u;
 const MAX_ROW_QUADS = 4u;
 
-@compute @workgroup_size(WORKGROUP_SIZE)
-fn gemm_registers(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
-                  @builtin(subgroup_invocation_id) lane: u32) {
-  if (gate_closed()) {
-    return;
-  }
+// The output block of invocation `lid` of workgroup `wid`; `lane` is its place in the chunks of A.
+fn gemm_registers_block(wid: vec3<u32>, lid: u32, lane: u32) {
   let batch = wid.z;
   let row0 = wid.y * 4u * ROW_QUADS;
   let col0 = (wid.x * WORKGROUP_SIZE + lid) * 4u;
@@ -48,8 +47,8 @@ fn gemm_registers(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     for (var step = 0u; step < LANES; step++) {
       let b_block = load_b_block(columns, min(chunk + step, quads - 1u));
       for (var q = 0u; q < ROW_QUADS; q++) {
-        let a_block = mat4x4<f32>(subgroupShuffle(a_quads[4u * q], step), subgroupShuffle(a_quads[4u * q + 1u], step),
-                                  subgroupShuffle(a_quads[4u * q + 2u], step), subgroupShuffle(a_quads[4u * q + 3u], step));
+        let a_block = mat4x4<f32>(share_a_quad(a_quads[4u * q], step), share_a_quad(a_quads[4u * q + 1u], step),
+                                  share_a_quad(a_quads[4u * q + 2u], step), share_a_quad(a_quads[4u * q + 3u], step));
         // Column j of the product: Σ_i A[row j, 4s + i] · B[4s + i, columns].
         acc[q] += b_block * a_block;
       }

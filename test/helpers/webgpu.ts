@@ -25,12 +25,20 @@ export async function webgpuBackendWith(capabilities: Partial<DeviceCapabilities
   return new WebGpuBackend({ device: gpu.device, capabilities: { ...gpu.capabilities, ...capabilities } }, await loadKernelSources(), options);
 }
 
-/** Both GEMM kernels, named: the adapter's own choice and the workgroup-memory tiled one. */
+/**
+ * The GEMM kernels, named: the adapter's own choice, the workgroup-memory tiled one and, on a
+ * software adapter with subgroups, the register GEMM as adapters without them run it.
+ */
 export async function gemmPaths(options?: KernelContextOptions): Promise<[string, WebGpuBackend][]> {
   const gpu = await webgpuBackend();
   const own = options ? await webgpuBackendWith({}, options) : gpu;
-  return [
+  const paths: [string, WebGpuBackend][] = [
     [gpu.capabilities.software ? 'register-blocked GEMM' : 'the adapter’s GEMM', own],
     ['workgroup-memory GEMM', await webgpuBackendWith({ software: false }, options)],
   ];
+  // The register GEMM of software adapters without subgroups (Deno's and Firefox's WebGPU).
+  if (gpu.capabilities.software && gpu.capabilities.subgroups) {
+    paths.push(['register-blocked GEMM, uniform reads (no subgroups)', await webgpuBackendWith({ subgroups: false }, options)]);
+  }
+  return paths;
 }

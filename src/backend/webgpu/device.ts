@@ -9,6 +9,8 @@ export interface DeviceCapabilities {
   f16: boolean;
   /** `subgroups`: reductions use subgroup operations. */
   subgroups: boolean;
+  /** The subgroup size where the adapter has one fixed size (lavapipe: 8), else undefined. */
+  fixedSubgroupSize: number | undefined;
   /** Software rasteriser (lavapipe / SwiftShader): register blocking beats workgroup-memory tiling. */
   software: boolean;
   adapterDescription: string;
@@ -50,19 +52,23 @@ async function findGpu(): Promise<GPU> {
   return dawnGpu;
 }
 
+/** By name, or as the fallback adapter (Firefox names no adapter but marks lavapipe so). */
 function isSoftwareAdapter(info: GPUAdapterInfo): boolean {
   const text = `${info.vendor} ${info.architecture} ${info.device} ${info.description}`.toLowerCase();
-  return /llvmpipe|lavapipe|swiftshader|software|warp/.test(text);
+  return /llvmpipe|lavapipe|swiftshader|software|warp/.test(text) || (info as { isFallbackAdapter?: boolean }).isFallbackAdapter === true;
 }
 
 function describe(info: GPUAdapterInfo): string {
-  return [info.description || info.device, info.vendor, info.architecture].filter(Boolean).join(' / ') || 'unknown adapter';
+  const named = [info.description || info.device, info.vendor, info.architecture].filter(Boolean).join(' / ');
+  return named || (isSoftwareAdapter(info) ? 'unnamed fallback adapter (software)' : 'unnamed adapter');
 }
 
 function capabilitiesOf(device: GPUDevice, info: GPUAdapterInfo): DeviceCapabilities {
+  const { subgroupMinSize, subgroupMaxSize } = info;
   return {
     f16: device.features.has('shader-f16'),
     subgroups: device.features.has('subgroups'),
+    fixedSubgroupSize: subgroupMinSize !== undefined && subgroupMinSize === subgroupMaxSize ? subgroupMinSize : undefined,
     software: isSoftwareAdapter(info),
     adapterDescription: describe(info),
     limits: device.limits,

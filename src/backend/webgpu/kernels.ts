@@ -19,6 +19,8 @@ export const KERNEL_FILES = [
   'reduce-subgroups',
   'reduce-workgroup-memory',
   'elementwise',
+  'gemm-registers-shuffle',
+  'gemm-registers-uniform',
   'matmul',
   'layernorm',
   'softmax',

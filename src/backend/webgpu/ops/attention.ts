@@ -22,7 +22,7 @@ import { roundedSize } from '../buffer-pool.js';
 import { type Binding, type KernelContext, f32, u32 } from '../context.js';
 import { type RowOperand, canSplitRows, splitRows, wholeBinding } from './chunks.js';
 import { concat, copyBlock, slice } from './indexing.js';
-import { recordGemm, registerLanes } from './matmul.js';
+import { recordGemm } from './matmul.js';
 
 /** The kernel keeps a query row and its accumulator in private arrays of this many elements. */
 const MAX_HEAD_DIM = 128;
@@ -177,8 +177,7 @@ export function attentionMethod(ctx: KernelContext, sizes: AttentionSizes): Atte
   if (samplesPerChunk(ctx, sizes) === 0) return 'fused';
   if (headDim > MAX_HEAD_DIM) return 'gemm';
   if (!ctx.capabilities.software) return 'fused';
-  if (registerLanes(ctx) !== undefined) return tq * tk < 64 ? 'fused' : 'gemm';
-  return tq >= 64 ? 'gemm' : 'fused';
+  return tq * tk < 64 ? 'fused' : 'gemm';
 }
 
 /** Score rows are padded to whole quads (zeros in P), so that P·v reads them as aligned quads. */

@@ -2,8 +2,9 @@
  * Wrapper of the GEMM kernels, shared by matmul (operands from `kernels/matmul.wgsl`) and conv2d
  * (`kernels/conv2d.wgsl`, see `vision.ts`). The core (`kernels/gemm.wgsl`) holds the fused
  * epilogue and two kernels, chosen per adapter:
- * - `gemm_registers` (`kernels/gemm-registers.wgsl`) on software adapters with fixed-size subgroups
- *   (lavapipe): register blocking with A shared through subgroup shuffles, no workgroup memory.
+ * - `gemm_registers` (`kernels/gemm-registers.wgsl`) on software adapters (lavapipe, SwiftShader):
+ *   register blocking, no workgroup memory; A shared through subgroup shuffles where subgroups
+ *   have one fixed size, else read at addresses uniform over the workgroup.
  * - `gemm_tiled` everywhere else: 64×64 tiles in workgroup memory, 16×16 invocations of 4×4 blocks.
  *
  * Beyond the storage binding limit (see `chunks.ts`): a b stored [N, K] (transposeB; OFA's token
@@ -62,11 +63,20 @@ const MAX_ROW_QUADS = 4;
 const TILE_THREADS = 16;
 const TILE_K = 16;
 
-/** The subgroup size gemm_registers can rely on: on a software adapter whose subgroups have one fixed size. */
-export function registerLanes(ctx: KernelContext): number | undefined {
-  const { subgroupMinSize, subgroupMaxSize } = ctx.device.adapterInfo;
-  const fixed = subgroupMinSize !== undefined && subgroupMinSize === subgroupMaxSize;
-  return ctx.capabilities.software && ctx.capabilities.subgroups && fixed ? subgroupMinSize : undefined;
+/** gemm_registers: invocations per workgroup without shuffles (two of lavapipe's 8-lane SIMD vectors). */
+const UNIFORM_WORKGROUP_SIZE = 16;
+
+/** How gemm_registers shares A on this adapter: over a fixed subgroup size, or not at all (`lanes` 1). */
+export interface RegisterGemm {
+  lanes: number;
+  shuffle: boolean;
+}
+
+/** gemm_registers' set-up on a software adapter; `undefined` where `gemm_tiled` runs (GPUs). */
+export function registerGemm(ctx: KernelContext): RegisterGemm | undefined {
+  if (!ctx.capabilities.software) return undefined;
+  const lanes = ctx.capabilities.fixedSubgroupSize;
+  return ctx.capabilities.subgroups && lanes !== undefined ? { lanes, shuffle: true } : { lanes: 1, shuffle: false };
 }
 
 export function recordGemm(ctx: KernelContext, g: Gemm): Tensor {
@@ -83,19 +93,20 @@ export function recordGemm(ctx: KernelContext, g: Gemm): Tensor {
     HAS_RESIDUAL: Number(g.residual !== undefined),
     RESIDUAL_BEFORE_ACTIVATION: Number(g.residualBeforeActivation),
   };
-  const lanes = registerLanes(ctx);
+  const registers = registerGemm(ctx);
   let variant: KernelVariant;
   let workgroups: [number, number, number];
-  if (lanes !== undefined) {
+  if (registers !== undefined) {
+    const { lanes, shuffle } = registers;
     // Two subgroups per workgroup; as few row quads as M needs (the decoder's M = beams ≤ 5 takes 2).
     const rowQuads = Math.min(MAX_ROW_QUADS, Math.max(1, Math.ceil(g.m / 4)));
-    const workgroupSize = 2 * lanes;
+    const workgroupSize = shuffle ? 2 * lanes : UNIFORM_WORKGROUP_SIZE;
     variant = {
       file: g.file,
       entryPoint: 'gemm_registers',
-      enable: [...(types.enable ?? []), 'subgroups'],
+      enable: [...(types.enable ?? []), ...(shuffle ? ['subgroups'] : [])],
       aliases: types.aliases,
-      include: ['activation', 'gemm', 'gemm-registers'],
+      include: ['activation', 'gemm', shuffle ? 'gemm-registers-shuffle' : 'gemm-registers-uniform', 'gemm-registers'],
       constants: { ...constants, LANES: lanes, ROW_QUADS: rowQuads, WORKGROUP_SIZE: workgroupSize },
     };
     workgroups = [Math.ceil(g.n / (4 * workgroupSize)), Math.ceil(g.m / (4 * rowQuads)), g.batch];
