@@ -46,7 +46,7 @@ export {
 export { decodeFullWithExits, type FullPassExitOptions, type FullPassExitResult } from './mue/full-pass-exits.js';
 
 // ---- the model --------------------------------------------------------------------------------
-export { OfaModel, type OfaModelFiles, type OfaModelLoadOptions } from './models/ofa/model.js';
+export { OfaModel, type CheckpointBytes, type OfaModelFiles, type OfaModelLoadOptions } from './models/ofa/model.js';
 export {
   OFA_PRESETS,
   configFromJson,
@@ -127,3 +127,7 @@ export {
   type TensorInfo,
 } from './io/safetensors.js';
 export { TorchCheckpoint, TorchCheckpointError, loadTorchCheckpoint } from './io/torch-checkpoint.js';
+export type { ByteSource } from './io/byte-source.js';
+export { blobSource, openFetchSource, type FetchSourceOptions } from './io/fetch-source.js';
+export { FileReadError, openByteSource, type FileLocation } from './io/location.js';
+export { DEFAULT_MODEL, TOKENIZER_FILES } from './assets.js';

@@ -3,9 +3,11 @@
  * (ofa-arch.md §2). Text → UTF-8 bytes → printable "byte characters" → pre-tokens (GPT-2 regex)
  * → BPE merges by rank → GPT-2 ids → fairseq ids (line index of dict.txt + 4).
  *
- * The module imports nothing from Node at top level so that a browser bundle can use
- * `OfaTokenizer.fromFiles`; `OfaTokenizer.load` pulls in `node:fs` on demand.
+ * `OfaTokenizer.load` reads the three files from a path or a URL (`io/location.ts`: `node:fs` only
+ * when reading from disk), so the same code loads in browsers.
  */
+import { TOKENIZER_FILES } from '../assets.js';
+import { type FileLocation, FileReadError, childOf, locationLabel, readText } from '../io/location.js';
 
 export const BOS_ID = 0;
 export const PAD_ID = 1;
@@ -90,18 +92,18 @@ export class OfaTokenizer {
     this.mergeRank = mergeRank;
   }
 
-  /** Reads `encoder.json`, `vocab.bpe` and `dict.txt` from `dir` (default: the shipped `weights/ofa-bpe`). */
-  static async load(dir?: string): Promise<OfaTokenizer> {
-    const { readFile } = await import('node:fs/promises');
-    // src/text and the compiled dist/text are both two levels below the package root.
-    const base = dir === undefined ? new URL('../../weights/ofa-bpe/', import.meta.url) : dir;
+  /**
+   * Reads `encoder.json`, `vocab.bpe` and `dict.txt` from `dir`, a path or a URL (default: the
+   * shipped `weights/ofa-bpe`, beside the package or the page's bundle).
+   */
+  static async load(dir: FileLocation = TOKENIZER_FILES): Promise<OfaTokenizer> {
     const read = async (name: string): Promise<string> => {
-      const location = typeof base === 'string' ? `${base.replace(/[\\/]+$/, '')}/${name}` : new URL(name, base);
+      const location = childOf(dir, name);
       try {
-        return await readFile(location, 'utf8');
+        return await readText(location);
       } catch (error) {
-        const where = typeof location === 'string' ? location : location.pathname;
-        throw new Error(`OfaTokenizer: cannot read ${name} at ${where}: ${(error as Error).message}`);
+        const reason = error instanceof FileReadError ? error.reason : (error as Error).message;
+        throw new Error(`OfaTokenizer: cannot read ${name} at ${locationLabel(location)}: ${reason}`);
       }
     };
     // One after another, so that a missing directory always reports the same first file.

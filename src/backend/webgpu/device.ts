@@ -76,9 +76,12 @@ function capabilitiesOf(device: GPUDevice, info: GPUAdapterInfo): DeviceCapabili
 }
 
 /** Requests a device with the largest buffer limits the adapter offers (weights of OFA-base are > 128 MiB). */
-export async function requestDevice(): Promise<AcquiredDevice> {
+export async function requestDevice(adapterOptions: GPURequestAdapterOptions = {}): Promise<AcquiredDevice> {
   const gpu = await findGpu();
-  const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+  // A browser on OpenGL ES (Chromium's ANGLE) offers only a compatibility-mode adapter; its device
+  // gets the limits requested below, e.g. 1024 invocations per workgroup rather than compat's 128.
+  const options: GPURequestAdapterOptions = { powerPreference: 'high-performance', ...adapterOptions };
+  const adapter = (await gpu.requestAdapter(options)) ?? (await gpu.requestAdapter({ ...options, featureLevel: 'compatibility' }));
   if (!adapter) throw new Error(INSTALL_HINT);
   const wanted: GPUFeatureName[] = ['shader-f16', 'subgroups', 'timestamp-query'];
   const requiredFeatures = wanted.filter((f) => adapter.features.has(f));

@@ -11,11 +11,13 @@ export interface WebGpuBackendOptions {
   device?: GPUDevice;
   /** Where the `.wgsl` files are served from, for bundlers that move them. */
   kernelsUrl?: URL;
+  /** How to pick the adapter when requesting a device, e.g. `{ featureLevel: 'compatibility' }`. */
+  adapter?: GPURequestAdapterOptions;
 }
 
 export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): Promise<WebGpuBackend> {
   const [acquired, sources] = await Promise.all([
-    options.device ? adoptDevice(options.device) : requestDevice(),
+    options.device ? adoptDevice(options.device) : requestDevice(options.adapter),
     loadKernelSources(options.kernelsUrl),
   ]);
   return new WebGpuBackend(acquired, sources);

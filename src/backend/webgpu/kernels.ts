@@ -10,17 +10,20 @@
  * `gate.wgsl` (the gate of `unlessAll`, which every entry point checks first) precedes them all.
  * Each distinct (file, entry point, header, includes, constants) compiles once per device.
  */
+import { KERNEL_FILES_DIR } from '../../assets.js';
+import { childOf, locationLabel, readText } from '../../io/location.js';
+import { BUNDLED_KERNEL_SOURCES } from './bundled-kernels.js';
 
 export const KERNEL_FILES = [
   'gate',
   'activation',
   'gemm',
   'gemm-registers',
+  'gemm-registers-shuffle',
+  'gemm-registers-uniform',
   'reduce-subgroups',
   'reduce-workgroup-memory',
   'elementwise',
-  'gemm-registers-shuffle',
-  'gemm-registers-uniform',
   'matmul',
   'layernorm',
   'softmax',
@@ -40,24 +43,24 @@ export type KernelFile = (typeof KERNEL_FILES)[number];
 
 export type KernelSources = ReadonlyMap<KernelFile, string>;
 
-/** Reads every kernel file: from disk in Node and Deno, with fetch in browsers. */
-export async function loadKernelSources(baseUrl = new URL('../../../kernels/', import.meta.url)): Promise<KernelSources> {
-  const read = async (url: URL): Promise<string> => {
-    if (url.protocol === 'file:') {
-      const { readFile } = await import('node:fs/promises');
-      return readFile(url, 'utf8');
-    }
-    const response = await fetch(url);
-    if (!response.ok) throw new Error(`cannot load WGSL kernel ${url.href}: HTTP ${response.status}`);
-    return response.text();
-  };
+/**
+ * Every kernel file's source: inlined by the browser bundle, else read from `baseUrl` (default:
+ * the package's `kernels/`) from disk in Node and Deno, with fetch from a server.
+ */
+export async function loadKernelSources(baseUrl?: URL): Promise<KernelSources> {
+  const bundled = baseUrl === undefined ? BUNDLED_KERNEL_SOURCES : undefined;
   const entries = await Promise.all(
     KERNEL_FILES.map(async (name) => {
-      const url = new URL(`${name}.wgsl`, baseUrl);
+      if (bundled) {
+        const source = bundled[name];
+        if (source === undefined) throw new Error(`the bundled WGSL kernels lack ${name}.wgsl (rebuild the bundle)`);
+        return [name, source] as const;
+      }
+      const location = childOf(baseUrl ?? KERNEL_FILES_DIR, `${name}.wgsl`);
       try {
-        return [name, await read(url)] as const;
+        return [name, await readText(location)] as const;
       } catch (cause) {
-        throw new Error(`cannot load WGSL kernel ${url.href}`, { cause });
+        throw new Error(`cannot load WGSL kernel ${locationLabel(location)}`, { cause });
       }
     }),
   );

@@ -3,7 +3,9 @@
  * device, the encoder and the decoder. The model does not know which backend runs it.
  */
 import type { Backend } from '../../backend/backend.js';
-import { SafetensorsFile } from '../../io/safetensors.js';
+import { blobSource } from '../../io/fetch-source.js';
+import { type FileLocation, childOf, exists, locationLabel, openByteSource, parentOf, readText } from '../../io/location.js';
+import { SafetensorsError, SafetensorsFile } from '../../io/safetensors.js';
 import type { Tensor } from '../../tensor.js';
 import { type EncoderMode, type OfaConfig, configFromJson, validateConfig } from './config.js';
 import { type DecoderOutput, DecodingSession, OfaDecoder } from './decoder.js';
@@ -11,14 +13,20 @@ import { type EncoderOutput, OfaEncoder } from './encoder.js';
 import { PositionTables } from './positions.js';
 import { type LoadProgress, type OfaWeights, loadOfaWeights } from './weights.js';
 
-/** Where a model's files are; any file left out is looked for beside `weights`. */
+/** A checkpoint's bytes already in hand: in memory, or a `Blob` (a `File` dropped on a page). */
+export type CheckpointBytes = ArrayBuffer | Uint8Array | Blob;
+
+/**
+ * Where a model's files are: paths or URLs (read with fetch, the checkpoint by range requests),
+ * or the checkpoint's bytes. Any file left out is looked for beside a `weights` location.
+ */
 export interface OfaModelFiles {
   /** The safetensors checkpoint. */
-  weights: string;
+  weights: FileLocation | CheckpointBytes;
   /** A Hugging Face style `config.json`. */
-  config?: string;
+  config?: FileLocation;
   /** A golden-data manifest: its `config` and `tied_weight_aliases` are used. */
-  manifest?: string;
+  manifest?: FileLocation;
 }
 
 export interface OfaModelLoadOptions {
@@ -42,43 +50,36 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-async function exists(path: string): Promise<boolean> {
-  const { access } = await import('node:fs/promises');
-  return access(path).then(
-    () => true,
-    () => false,
-  );
-}
-
-async function readJson(path: string): Promise<unknown> {
-  const { readFile } = await import('node:fs/promises');
-  const text = await readFile(path, 'utf8');
+async function readJson(location: FileLocation): Promise<unknown> {
+  const text = await readText(location);
   try {
     return JSON.parse(text);
   } catch (error) {
-    throw new Error(`${path}: not valid JSON (${(error as Error).message})`);
+    throw new Error(`${locationLabel(location)}: not valid JSON (${(error as Error).message})`);
   }
 }
 
-/** A `.safetensors` path as given; a directory → the checkpoint in it. */
-async function findWeights(source: string): Promise<string> {
-  if (source.endsWith('.safetensors')) return source;
-  const { join } = await import('node:path');
+function isLocation(value: unknown): value is FileLocation {
+  return typeof value === 'string' || value instanceof URL;
+}
+
+/** A `.safetensors` location as given; a directory → the checkpoint in it. */
+async function findWeights(source: FileLocation): Promise<FileLocation> {
+  if (locationLabel(source).endsWith('.safetensors')) return source;
   for (const name of WEIGHT_FILE_NAMES) {
-    const path = join(source, name);
-    if (await exists(path)) return path;
+    const location = childOf(source, name);
+    if (await exists(location)) return location;
   }
-  throw new Error(`${source}: no OFA checkpoint (looked for ${WEIGHT_FILE_NAMES.join(', ')})`);
+  throw new Error(`${locationLabel(source)}: no OFA checkpoint (looked for ${WEIGHT_FILE_NAMES.join(', ')})`);
 }
 
-/** The model's files; config.json and manifest.json are looked for beside the weights unless given. */
-async function locateFiles(source: string | OfaModelFiles): Promise<OfaModelFiles> {
-  const { dirname, join } = await import('node:path');
-  const given: Partial<OfaModelFiles> = typeof source === 'string' ? {} : source;
-  const weights = typeof source === 'string' ? await findWeights(source) : source.weights;
-  const beside = async (path: string | undefined, name: string): Promise<string | undefined> => {
-    if (path !== undefined) return path;
-    const candidate = join(dirname(weights), name);
+/** The model's files; config.json and manifest.json are looked for beside a weights location unless given. */
+async function locateFiles(source: FileLocation | OfaModelFiles): Promise<OfaModelFiles> {
+  const given: Partial<OfaModelFiles> = isLocation(source) ? {} : source;
+  const weights = isLocation(source) ? await findWeights(source) : source.weights;
+  const beside = async (location: FileLocation | undefined, name: string): Promise<FileLocation | undefined> => {
+    if (location !== undefined || !isLocation(weights)) return location;
+    const candidate = childOf(parentOf(weights), name);
     return (await exists(candidate)) ? candidate : undefined;
   };
   return {
@@ -88,11 +89,26 @@ async function locateFiles(source: string | OfaModelFiles): Promise<OfaModelFile
   };
 }
 
+/** Opens the checkpoint: from disk, by HTTP range requests, or from bytes in hand. */
+async function openCheckpoint(weights: FileLocation | CheckpointBytes): Promise<SafetensorsFile> {
+  if (typeof weights === 'string') return SafetensorsFile.open(weights);
+  if (weights instanceof ArrayBuffer) return SafetensorsFile.fromBytes(new Uint8Array(weights), 'weights (ArrayBuffer)');
+  if (weights instanceof Uint8Array) return SafetensorsFile.fromBytes(weights, 'weights (bytes)');
+  const label = weights instanceof URL ? locationLabel(weights) : `weights (${(weights as Partial<File>).name ?? 'Blob'})`;
+  const source = weights instanceof URL ? await openByteSource(weights, { errorClass: SafetensorsError }) : blobSource(weights);
+  try {
+    return await SafetensorsFile.fromSource(source, label);
+  } catch (error) {
+    await source.close();
+    throw error;
+  }
+}
+
 /** The config from config.json, else the manifest's `config`, else the checkpoint's metadata key `config`. */
 function resolveConfig(configJson: unknown, manifest: unknown, file: SafetensorsFile, files: OfaModelFiles): OfaConfig {
-  if (configJson !== undefined) return configFromJson(configJson, files.config);
+  if (configJson !== undefined) return configFromJson(configJson, files.config && locationLabel(files.config));
   if (isRecord(manifest) && manifest['config'] !== undefined) {
-    return configFromJson(manifest['config'], `${files.manifest} → config`);
+    return configFromJson(manifest['config'], `${files.manifest && locationLabel(files.manifest)} → config`);
   }
   const metadata = file.metadata['config'];
   if (metadata !== undefined) {
@@ -105,16 +121,16 @@ function resolveConfig(configJson: unknown, manifest: unknown, file: Safetensors
     return configFromJson(parsed, `${file.label} → metadata config`);
   }
   throw new Error(
-    `${files.weights}: no model config: expected config.json or manifest.json beside it, ` +
+    `${file.label}: no model config: expected config.json or manifest.json beside it, ` +
       `or a "config" entry in its metadata`,
   );
 }
 
-function manifestAliases(manifest: unknown, path: string | undefined): Record<string, string> {
+function manifestAliases(manifest: unknown, location: FileLocation | undefined): Record<string, string> {
   if (!isRecord(manifest) || manifest['tied_weight_aliases'] === undefined) return {};
   const aliases = manifest['tied_weight_aliases'];
   if (!isRecord(aliases) || !Object.values(aliases).every((v) => typeof v === 'string')) {
-    throw new Error(`${path}: "tied_weight_aliases" must map names to names`);
+    throw new Error(`${location && locationLabel(location)}: "tied_weight_aliases" must map names to names`);
   }
   return aliases as Record<string, string>;
 }
@@ -136,17 +152,18 @@ export class OfaModel {
 
   /**
    * Loads a checkpoint from a directory (`weights.safetensors` or `model.safetensors`, with
-   * `config.json` or `manifest.json` beside it), a `.safetensors` path, or explicit files.
+   * `config.json` or `manifest.json` beside it), a `.safetensors` file, or explicit files; each a
+   * path or a URL (a directory URL ends with `/`).
    */
   static async load(
     backend: Backend,
-    source: string | OfaModelFiles,
+    source: FileLocation | OfaModelFiles,
     options: OfaModelLoadOptions = {},
   ): Promise<OfaModel> {
     const files = await locateFiles(source);
     const configJson = files.config === undefined ? undefined : await readJson(files.config);
     const manifest = files.manifest === undefined ? undefined : await readJson(files.manifest);
-    const file = await SafetensorsFile.open(files.weights);
+    const file = await openCheckpoint(files.weights);
     try {
       const config: OfaConfig = { ...(options.config ?? resolveConfig(configJson, manifest, file, files)) };
       if (options.encoderMode !== undefined) config.encoderMode = options.encoderMode;

@@ -1,0 +1,116 @@
+/**
+ * Where the engine reads its files from: a path or a `file:` URL (Node, Deno: `node:fs`, imported
+ * only when used), or a URL that `fetch` reads (`http:`, `https:`, `blob:`, `data:`: browsers, and
+ * Deno or Node reading from a server). The model, tokenizer and image loaders take either, so the
+ * same code serves the CLI and a web page.
+ */
+import { type ByteSource, type ErrorClass, openFileSource } from './byte-source.js';
+import { openFetchSource } from './fetch-source.js';
+
+/** A file or directory: a path, or a URL. Directory URLs end with `/`. */
+export type FileLocation = string | URL;
+
+/** A URL that `fetch` reads (anything but `file:`). */
+export function isFetched(location: FileLocation): location is URL {
+  return location instanceof URL && location.protocol !== 'file:';
+}
+
+/** The location as it appears in messages: the path, or the URL. */
+export function locationLabel(location: FileLocation): string {
+  if (typeof location === 'string') return location;
+  return location.protocol === 'file:' ? decodeURIComponent(location.pathname) : location.href;
+}
+
+/** The file `name` in the directory `dir`. */
+export function childOf(dir: FileLocation, name: string): FileLocation {
+  if (typeof dir === 'string') return `${dir.replace(/[\\/]+$/, '')}/${name}`;
+  return new URL(name, dir.href.endsWith('/') ? dir : `${dir.href}/`);
+}
+
+/** The directory holding the file `file`. */
+export function parentOf(file: FileLocation): FileLocation {
+  if (typeof file !== 'string') return new URL('./', file);
+  const cut = file.replace(/[\\/]+$/, '').search(/[\\/][^\\/]*$/);
+  return cut < 0 ? '.' : cut === 0 ? file.slice(0, 1) : file.slice(0, cut);
+}
+
+/** The last part of the location's path (its file name). */
+export function baseName(location: FileLocation): string {
+  const path = typeof location === 'string' ? location : location.pathname;
+  return path.replace(/[\\/]+$/, '').split(/[\\/]/).pop() ?? '';
+}
+
+/** A file that could not be read: the message is `location: reason`. */
+export class FileReadError extends Error {
+  constructor(
+    readonly location: string,
+    readonly reason: string,
+  ) {
+    super(`${location}: ${reason}`);
+    this.name = 'FileReadError';
+  }
+}
+
+/** A short reason for a failed file-system call (`no such file or directory`), else its message. */
+function reasonOf(error: unknown): string {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code === 'ENOENT') return 'no such file or directory';
+  if (code === 'EISDIR') return 'is a directory, not a file';
+  if (code === 'EACCES') return 'permission denied';
+  return error instanceof Error ? error.message : String(error);
+}
+
+async function fetchOk(url: URL): Promise<Response> {
+  const response = await fetch(url);
+  if (!response.ok) {
+    await response.body?.cancel();
+    throw new FileReadError(url.href, `HTTP ${response.status} ${response.statusText}`.trimEnd());
+  }
+  return response;
+}
+
+/** The whole file as bytes; a missing file fails naming it. */
+export async function readBytes(location: FileLocation): Promise<Uint8Array> {
+  if (isFetched(location)) return new Uint8Array(await (await fetchOk(location)).arrayBuffer());
+  const { readFile } = await import('node:fs/promises');
+  try {
+    return await readFile(location);
+  } catch (error) {
+    throw new FileReadError(locationLabel(location), reasonOf(error));
+  }
+}
+
+/** The whole file as UTF-8 text. */
+export async function readText(location: FileLocation): Promise<string> {
+  if (isFetched(location)) return (await fetchOk(location)).text();
+  return new TextDecoder().decode(await readBytes(location));
+}
+
+/** Whether the file exists (a HEAD request that succeeds, for URLs). */
+export async function exists(location: FileLocation): Promise<boolean> {
+  if (isFetched(location)) {
+    if (location.protocol !== 'http:' && location.protocol !== 'https:') return true;
+    const response = await fetch(location, { method: 'HEAD' }).catch(() => undefined);
+    return response?.ok ?? false;
+  }
+  // stat, not access: Deno's node:fs access() needs --allow-sys (it reads the uid).
+  const { stat } = await import('node:fs/promises');
+  return stat(location).then(
+    () => true,
+    () => false,
+  );
+}
+
+export interface OpenOptions {
+  /** Thrown for read failures; default `Error`. */
+  errorClass?: ErrorClass;
+  /** Progress of a download that has to fetch the whole file (a server without range requests). */
+  onDownload?: (loadedBytes: number, totalBytes: number) => void;
+}
+
+/** Opens the file for positioned reads: from disk, or by HTTP range requests. */
+export async function openByteSource(location: FileLocation, options: OpenOptions = {}): Promise<ByteSource> {
+  if (isFetched(location)) return openFetchSource(location, options);
+  const { fileURLToPath } = await import('node:url');
+  return openFileSource(typeof location === 'string' ? location : fileURLToPath(location), { errorClass: options.errorClass });
+}
