@@ -75,21 +75,23 @@ export class OfaTokenizer {
   private readonly symbols: readonly string[];
   /** Whether the symbol of an id is byte-level BPE text (decoded through CHAR_TO_BYTE). */
   private readonly isByteLevel: Uint8Array;
-  private readonly idOfBpeToken: ReadonlyMap<string, number>;
-  /** Key `left + " " + right`; safe because byte-level tokens never contain a space. */
-  private readonly mergeRank: ReadonlyMap<string, number>;
+  private readonly merges: MergeTable;
+  /** fairseq id of each BPE token number of `merges` (<unk> for a token the dictionary lacks). */
+  private readonly idOfToken: Int32Array;
   private readonly preTokenCache = new Map<string, readonly number[]>();
 
   private constructor(
     symbols: readonly string[],
     isByteLevel: Uint8Array,
     idOfBpeToken: ReadonlyMap<string, number>,
-    mergeRank: ReadonlyMap<string, number>,
+    merges: MergeTable,
   ) {
     this.symbols = symbols;
     this.isByteLevel = isByteLevel;
-    this.idOfBpeToken = idOfBpeToken;
-    this.mergeRank = mergeRank;
+    this.merges = merges;
+    // fairseq maps a BPE token that its dictionary lacks to <unk>; with OFA's files every
+    // GPT-2 token is in the dictionary, so this only matters for foreign vocabularies.
+    this.idOfToken = Int32Array.from(merges.tokens, (token) => idOfBpeToken.get(token) ?? UNK_ID);
   }
 
   /**
@@ -116,7 +118,7 @@ export class OfaTokenizer {
   /** Builds the tokenizer from the three files' contents (for browsers, or bundled vocabularies). */
   static fromFiles(files: OfaTokenizerFiles): OfaTokenizer {
     const gpt2IdToToken = parseEncoderJson(files.encoderJson);
-    const mergeRank = parseMerges(files.vocabBpe);
+    const merges = new MergeTable(files.vocabBpe);
     const dictSymbols = parseDict(files.dictTxt);
 
     const symbols = new Array<string>(OFA_VOCAB_SIZE);
@@ -139,7 +141,7 @@ export class OfaTokenizer {
     symbols[MASK_ID] = '<mask>';
     for (let i = 0; i < CODE_COUNT; i++) symbols[FIRST_CODE_ID + i] = `<code_${i}>`;
     for (let i = 0; i < BIN_COUNT; i++) symbols[FIRST_BIN_ID + i] = `<bin_${i}>`;
-    return new OfaTokenizer(symbols, isByteLevel, idOfBpeToken, mergeRank);
+    return new OfaTokenizer(symbols, isByteLevel, idOfBpeToken, merges);
   }
 
   /** fairseq ids of `text`, without BOS/EOS. Leading spaces matter: `" no"` ≠ `"no"`. */
@@ -197,11 +199,8 @@ export class OfaTokenizer {
     const cached = this.preTokenCache.get(preToken);
     if (cached !== undefined) return cached;
 
-    let byteChars = '';
-    for (const byte of utf8Encoder.encode(preToken)) byteChars += BYTE_TO_CHAR[byte];
-    // fairseq maps a BPE token that its dictionary lacks to <unk>; with OFA's files every
-    // GPT-2 token is in the dictionary, so this only matters for foreign vocabularies.
-    const ids = this.applyMerges(byteChars).map((token) => this.idOfBpeToken.get(token) ?? UNK_ID);
+    // The merge table numbers the byte characters 0–255 by byte: a word's bytes are its tokens.
+    const ids = this.applyMerges(utf8Encoder.encode(preToken)).map((token) => this.idOfToken[token]!);
 
     if (this.preTokenCache.size >= MAX_CACHED_PRE_TOKENS) this.preTokenCache.clear();
     this.preTokenCache.set(preToken, ids);
@@ -211,70 +210,107 @@ export class OfaTokenizer {
   /**
    * GPT-2's merge loop: repeatedly find the lowest-ranked adjacent pair and merge all its
    * occurrences, left to right. Rescanning the word for every merge is quadratic in its length
-   * (a 30,000-letter pre-token would take seconds), so the pairs wait in a heap ordered by rank
-   * and position, over a linked list of the word's symbols: each merge costs O(log n).
+   * (a 30,000-letter pre-token would take seconds), so the word is a linked list of tokens and
+   * each adjacent pair waits, by its left position, in the bucket of its rank; a heap orders the
+   * ranks. Work is O(n log n).
    *
-   * It yields GPT-2's tokens exactly: all occurrences of one rank are merged before any pair a
-   * merge creates is considered (those wait in `created` until the rank is done, as GPT-2
-   * recomputes its pairs only after a full pass), in left-to-right order, skipping an occurrence
-   * that an earlier merge took a symbol of ("aaa" → "aa a").
+   * It yields GPT-2's tokens exactly: a rank's positions are merged left to right, and a position
+   * whose pair has changed since it was queued (an earlier merge took a token of it: "aaa" →
+   * "aa a") is skipped; the pairs a merge creates join the buckets only once the rank is done,
+   * as GPT-2 recomputes its pairs only after a full pass.
    */
-  private applyMerges(byteChars: string): string[] {
-    const symbols = Array.from(byteChars);
-    const count = symbols.length;
+  private applyMerges(bytes: Uint8Array): number[] {
+    const tokens = Int32Array.from(bytes);
+    const count = tokens.length;
+    /** The next token's position; −1 at the end, −2 once merged into its left neighbour. */
     const next = Int32Array.from({ length: count }, (_, i) => (i + 1 < count ? i + 1 : -1));
     const previous = Int32Array.from({ length: count }, (_, i) => i - 1);
-    /** Bumped whenever a symbol changes or is merged away, which makes its queued pairs stale. */
-    const version = new Uint32Array(count);
-    const queue = new MinHeap<MergeCandidate>((a, b) => a.rank - b.rank || a.left - b.left);
-    const candidate = (left: number, right: number): MergeCandidate | undefined => {
-      const rank = this.mergeRank.get(`${symbols[left]} ${symbols[right]}`);
-      if (rank === undefined) return undefined;
-      return { rank, left, right, leftVersion: version[left]!, rightVersion: version[right]! };
-    };
-    const isCurrent = (c: MergeCandidate): boolean =>
-      next[c.left] === c.right && version[c.left] === c.leftVersion && version[c.right] === c.rightVersion;
+    const rankAt = (left: number): number | undefined =>
+      next[left]! >= 0 ? this.merges.find(tokens[left]!, tokens[next[left]!]!)?.rank : undefined;
 
-    for (let i = 0; i + 1 < count; i++) {
-      const pair = candidate(i, i + 1);
-      if (pair) queue.push(pair);
-    }
-    const created: MergeCandidate[] = [];
-    while (queue.size > 0) {
-      const rank = queue.peek()!.rank;
-      while (queue.size > 0 && queue.peek()!.rank === rank) {
-        const pair = queue.pop()!;
-        if (!isCurrent(pair)) continue;
-        const { left, right } = pair;
-        symbols[left] += symbols[right]!;
-        version[left]!++;
-        version[right]!++;
+    const buckets = new Map<number, number[]>();
+    const ranks = new MinHeap<number>((a, b) => a - b);
+    const enqueue = (left: number): void => {
+      const rank = rankAt(left);
+      if (rank === undefined) return;
+      const bucket = buckets.get(rank);
+      if (bucket) bucket.push(left);
+      else {
+        buckets.set(rank, [left]);
+        ranks.push(rank);
+      }
+    };
+    for (let i = 0; i + 1 < count; i++) enqueue(i);
+
+    const created: number[] = [];
+    while (ranks.size > 0) {
+      const rank = ranks.pop()!;
+      const lefts = Int32Array.from(buckets.get(rank)!).sort();
+      buckets.delete(rank);
+      for (const left of lefts) {
+        if (rankAt(left) !== rank) continue;
+        const right = next[left]!;
+        tokens[left] = this.merges.find(tokens[left]!, tokens[right]!)!.result;
         next[left] = next[right]!;
         if (next[left]! >= 0) previous[next[left]!] = left;
-        next[right] = -2; // merged away: no longer in the list
-        const before = previous[left]!;
-        const after = next[left]!;
-        const leftPair = before >= 0 ? candidate(before, left) : undefined;
-        const rightPair = after >= 0 ? candidate(left, after) : undefined;
-        if (leftPair) created.push(leftPair);
-        if (rightPair) created.push(rightPair);
+        next[right] = -2;
+        if (previous[left]! >= 0) created.push(previous[left]!);
+        created.push(left);
       }
-      for (const pair of created) queue.push(pair);
+      for (const left of created) enqueue(left);
       created.length = 0;
     }
-    const tokens: string[] = [];
-    for (let i = 0; i >= 0; i = next[i]!) tokens.push(symbols[i]!);
-    return tokens;
+    const merged: number[] = [];
+    for (let i = count > 0 ? 0 : -1; i >= 0; i = next[i]!) merged.push(tokens[i]!);
+    return merged;
   }
 }
 
-interface MergeCandidate {
-  rank: number;
-  /** Index of the pair's left symbol in the word (symbols keep their index as they grow). */
-  left: number;
-  right: number;
-  leftVersion: number;
-  rightVersion: number;
+/**
+ * `vocab.bpe` as numbers: every token a merge mentions is numbered (the 256 byte characters
+ * first, in byte order, so that a word's UTF-8 bytes are its first tokens), and each merge
+ * (left, right) has its rank and the number of the token it makes. A repeated pair keeps its
+ * last rank, as GPT-2's `dict(zip(bpe_merges, range(len(bpe_merges))))` does.
+ */
+class MergeTable {
+  /** Token number → its byte-level text. */
+  readonly tokens: string[] = [...BYTE_TO_CHAR];
+  private readonly numberOf = new Map<string, number>(BYTE_TO_CHAR.map((char, byte) => [char, byte]));
+  /**
+   * By left token, then right token. (One map keyed by `left · count + right` would need keys
+   * beyond V8's small integers, which it looks up many times slower.)
+   */
+  private readonly merges = new Map<number, Map<number, { rank: number; result: number }>>();
+
+  constructor(vocabBpe: string) {
+    let rank = 0;
+    vocabBpe.split('\n').forEach((rawLine, index) => {
+      const line = rawLine.replace(/\r$/, '');
+      if (line === '' || (index === 0 && line.startsWith('#version'))) return;
+      const pair = line.split(' ');
+      if (pair.length !== 2 || pair[0] === '' || pair[1] === '') {
+        throw new Error(`OfaTokenizer: vocab.bpe line ${index + 1} is ${JSON.stringify(line)}, expected "left right"`);
+      }
+      const [left, right] = pair as [string, string];
+      const first = this.number(left);
+      let byRight = this.merges.get(first);
+      if (byRight === undefined) this.merges.set(first, (byRight = new Map()));
+      byRight.set(this.number(right), { rank: rank++, result: this.number(left + right) });
+    });
+  }
+
+  find(left: number, right: number): { rank: number; result: number } | undefined {
+    return this.merges.get(left)?.get(right);
+  }
+
+  private number(token: string): number {
+    let number = this.numberOf.get(token);
+    if (number === undefined) {
+      number = this.tokens.push(token) - 1;
+      this.numberOf.set(token, number);
+    }
+    return number;
+  }
 }
 
 /** A binary min-heap. */
@@ -340,23 +376,6 @@ function parseEncoderJson(encoderJson: string): Map<number, string> {
     tokenOfId.set(id, token);
   }
   return tokenOfId;
-}
-
-function parseMerges(vocabBpe: string): Map<string, number> {
-  const rank = new Map<string, number>();
-  let mergeIndex = 0;
-  vocabBpe.split('\n').forEach((rawLine, index) => {
-    const line = rawLine.replace(/\r$/, '');
-    if (line === '' || (index === 0 && line.startsWith('#version'))) return;
-    const pair = line.split(' ');
-    if (pair.length !== 2 || pair[0] === '' || pair[1] === '') {
-      throw new Error(`OfaTokenizer: vocab.bpe line ${index + 1} is ${JSON.stringify(line)}, expected "left right"`);
-    }
-    // Rank = position among the merge lines; a repeated pair keeps its last rank, as GPT-2's
-    // `dict(zip(bpe_merges, range(len(bpe_merges))))` does.
-    rank.set(`${pair[0]} ${pair[1]}`, mergeIndex++);
-  });
-  return rank;
 }
 
 function parseDict(dictTxt: string): string[] {

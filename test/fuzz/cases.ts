@@ -91,6 +91,14 @@ export class CaseSource {
   }
 }
 
+/**
+ * One unjudged run of the first seed, so that what a target loads once (a vocabulary, a
+ * decoder's WebAssembly) is not timed as part of the first case.
+ */
+export async function warmUp(target: FuzzTarget): Promise<void> {
+  await target.run(target.seeds()[0]!.bytes).catch(() => {});
+}
+
 function isAllocationFailure(error: unknown): boolean {
   return error instanceof RangeError && /allocation failed|out of memory/i.test(error.message);
 }

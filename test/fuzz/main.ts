@@ -10,7 +10,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { CaseSource, budgetOf, discoverTargets, judge } from './cases.js';
+import { CaseSource, budgetOf, discoverTargets, judge, warmUp } from './cases.js';
 import { formatReports, runFuzz } from './harness.js';
 
 const { values } = parseArgs({
@@ -34,6 +34,7 @@ async function reproduce(name: string, index: number): Promise<number> {
   const fuzzCase = new CaseSource(target, seed).caseAt(index);
   if (values.save) writeFileSync(values.save, fuzzCase.bytes);
   console.log(`${name} case ${index} (seed ${seed}): ${fuzzCase.name}, ${fuzzCase.bytes.length} bytes`);
+  await warmUp(target);
   const { outcome, ms, detail } = await judge(target, fuzzCase.bytes, budgetOf(target));
   console.log(`${outcome} in ${ms.toFixed(0)} ms${detail === undefined ? '' : `: ${detail}`}`);
   return 0;

@@ -6,7 +6,7 @@
  * as out of memory, after which this process exits so that the next one starts with a fresh
  * peak.
  */
-import { CaseSource, budgetOf, judge } from './cases.js';
+import { CaseSource, budgetOf, judge, warmUp } from './cases.js';
 import type { WorkerAssignment, WorkerMessage } from './harness.js';
 import type { FuzzTarget } from './target.js';
 
@@ -20,9 +20,7 @@ async function work({ module, target: name, from, to, seed, timeMs }: WorkerAssi
   if (!target) throw new Error(`${module} defines no fuzz target '${name}'`);
   const budget = budgetOf(target);
   const cases = new CaseSource(target, seed);
-  // One unjudged run first, so that what a target loads once (a vocabulary, a decoder's
-  // WebAssembly) is not timed as part of the first case.
-  await target.run(target.seeds()[0]!.bytes).catch(() => {});
+  await warmUp(target);
   await send({ type: 'ready' });
   let timeLeft = timeMs;
   for (let index = from; index < to && timeLeft > 0; index++) {
