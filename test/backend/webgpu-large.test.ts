@@ -229,6 +229,12 @@ describe('data movement beyond the binding limit', () => {
     await expectChunkedMatches('slice (odd offsets)', (be) => be.slice(up(be, x), 2, 1, 300), { atol: 0 });
   });
 
+  it('relativeBias of [4, 45, 45] heads: odd blocks, staged through copies (no aligned chunk of heads fits)', async () => {
+    const [table, base] = [floats([300, 4]), floats([4, 45, 45])];
+    const index = Int32Array.from({ length: 45 * 45 }, (_, i) => (i * 7919) % 300);
+    await expectChunkedMatches('relativeBias', (be) => be.relativeBias(up(be, table), be.upload(index, [45, 45], 'i32'), up(be, base)));
+  });
+
   it('transpose with the first axis moved, kept, and behind a size-1 axis', async () => {
     const x = floats([61, 37, 5]);
     await expectChunkedMatches('transpose [2, 0, 1]', (be) => be.transpose(up(be, x), [2, 0, 1]), { atol: 0 });
@@ -260,7 +266,7 @@ describe('matmul with outputs beyond the binding limit', () => {
     await expectChunkedMatches('matmul', (be) => be.matmul(up(be, a), up(be, b)));
   });
 
-  it('batched b: chunks of batch entries, and entries one by one where their ranges cannot start aligned', async () => {
+  it('batched b: chunks of batch entries, staged through copies where their ranges cannot start aligned', async () => {
     const [a, b] = [floats([6, 40, 16]), floats([6, 16, 30])];
     await expectChunkedMatches('matmul (aligned entries)', (be) => be.matmul(up(be, a), up(be, b)));
     // [35, 33] f32 entries (4620 bytes): 4 of them, the least that start aligned, exceed the limit.
@@ -301,5 +307,34 @@ describe('attention beyond the binding limit', () => {
     await expectChunkedMatches('attention (bias per sample)', (be) =>
       be.attention(up(be, twoQueries), up(be, k), up(be, v), options(be, heads, perSample, mask, 1, t)),
     );
+  });
+});
+
+describe('the demo model with a 3 MiB binding limit', () => {
+  it('captions and entails as at the device limit (logits, token table, position biases and attention split)', async () => {
+    const { OfaPipeline } = await import('../../src/pipeline.js');
+    const demo = new URL('../../weights/ofa-tiny-demo', import.meta.url).pathname;
+    const image = new URL('../fixtures/preprocess/photo-97x61.png', import.meta.url).pathname;
+    // 45 words of random letters, ~11 tokens each: the encoder's [4, N, N] position biases exceed 3 MiB.
+    const letters = createRng(80);
+    const hypothesis = Array.from({ length: 45 }, () => Array.from({ length: 14 }, () => 'qxzjkvwbp'[Math.floor(letters() * 9)]).join('')).join(' ');
+    const run = async (backend: WebGpuBackend) => {
+      const ofa = await OfaPipeline.load(demo, { backend, imageSize: 32 });
+      try {
+        // 14 beams: the logits [14, 59457] f32 exceed 3 MiB.
+        const caption = await ofa.caption(image, { beamSize: 14 });
+        const entailment = await ofa.entail(image, hypothesis);
+        return { caption, entailment };
+      } finally {
+        ofa.dispose();
+      }
+    };
+    const [[, small]] = (await limited(3 * 1024 * 1024)) as [[string, WebGpuBackend]];
+    const [expected, actual] = [await run(gpu), await run(small)];
+    expect(actual.entailment.promptTokens.length).toBeGreaterThan(440);
+    expect(actual.caption.tokens).toEqual(expected.caption.tokens);
+    expect(actual.caption.score).toBeCloseTo(expected.caption.score, 4);
+    expect(actual.entailment.label).toBe(expected.entailment.label);
+    expectClose(Object.values(actual.entailment.logProbs), Object.values(expected.entailment.logProbs), { atol: 1e-4 }, 'entailment log-probabilities');
   });
 });

@@ -46,10 +46,12 @@ export function wholeBinding(ctx: KernelContext, op: string, t: Tensor): Binding
 /**
  * One operand of work split along rows: `rowElements` of its elements (from element 0) belong to
  * each row, or 0 for an operand that every chunk reads whole (a weight, a broadcast bias).
+ * `written`: the work writes it (an output), so rows staged through a temporary are copied back.
  */
 export interface RowOperand {
   tensor: Tensor;
   rowElements: number;
+  written?: boolean;
 }
 
 /** Rows `start .. start + rows` of some work and how to bind each operand for them (in the order given). */
@@ -76,6 +78,18 @@ export function canSplitRows(ctx: KernelContext, operands: readonly RowOperand[]
   if (operands.every(({ tensor }) => bufferFits(ctx, tensor))) return true;
   const wholeFit = operands.every(({ tensor, rowElements }) => rowElements > 0 || fitsOneBinding(ctx, tensor));
   return wholeFit && chunking(ctx, operands, granule).chunkRows > 0;
+}
+
+/**
+ * Rows per chunk when the rows are staged through temporaries (any start): the most whole rows
+ * of every operand that one binding holds. Throws when not even one row fits.
+ */
+export function stagedChunkRows(ctx: KernelContext, op: string, operands: readonly RowOperand[]): number {
+  const split = operands.filter(({ rowElements }) => rowElements > 0);
+  const widest = split.reduce((w, o) => (rowBytes(o) > rowBytes(w) ? o : w), split[0]!);
+  const rows = Math.floor(rangeCapacity(ctx) / rowBytes(widest));
+  if (rows === 0) throw new Error(`${op}: one row of ${describe(widest.tensor)} (${rowBytes(widest)} bytes) exceeds ${limitText(ctx)}`);
+  return rows;
 }
 
 /**

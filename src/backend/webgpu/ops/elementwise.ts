@@ -2,7 +2,7 @@
 import { broadcastSizes, elementwiseSizes } from '../../shapes.js';
 import type { Tensor } from '../../../tensor.js';
 import { type KernelContext, f32, u32 } from '../context.js';
-import { splitRows } from './chunks.js';
+import { forEachRowChunk } from './indexing.js';
 import { operandVariant } from './types.js';
 
 const OPS = { add: 0, mul: 1, scale: 2, gelu: 3, relu: 4 } as const;
@@ -17,9 +17,9 @@ function run(ctx: KernelContext, op: keyof typeof OPS, a: Tensor, b: Tensor | un
   const operands = [
     { tensor: a, rowElements: rowLength },
     { tensor: operand, rowElements: b?.size === a.size ? 1 : 0 },
-    { tensor: out, rowElements: rowLength },
+    { tensor: out, rowElements: rowLength, written: true },
   ];
-  for (const { rows, bindings } of splitRows(ctx, op, a.size / rowLength, operands)) {
+  forEachRowChunk(ctx, op, a.size / rowLength, operands, ({ rows, bindings }) => {
     const size = rows * rowLength;
     ctx.record({
       variant: { file: 'elementwise', entryPoint: 'main', ...operandVariant({ OperandType: operand }), constants: { OP: OPS[op], WORKGROUP_SIZE }, include: ['activation'] },
@@ -27,7 +27,7 @@ function run(ctx: KernelContext, op: keyof typeof OPS, a: Tensor, b: Tensor | un
       bindings,
       workgroups: ctx.grid(Math.ceil(size / WORKGROUP_SIZE)),
     });
-  }
+  });
   return out;
 }
 

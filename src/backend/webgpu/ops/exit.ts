@@ -8,7 +8,7 @@ import { cosineSizes, decideExitSizes, exceedsSizes, unlessAllSizes, whereSizes 
 import type { Tensor } from '../../../tensor.js';
 import { type KernelContext, type ParamValue, u32 } from '../context.js';
 import type { KernelVariant } from '../kernels.js';
-import { splitRows } from './chunks.js';
+import { forEachRowChunk } from './indexing.js';
 import { reductionVariant, rowWorkgroupSize } from './reductions.js';
 
 /**
@@ -79,8 +79,8 @@ function recordCosine(
     { tensor: previous, rowElements: length },
     { tensor: computed, rowElements: length },
     { tensor: doneBefore ?? ctx.placeholder('i32'), rowElements: doneBefore ? 1 : 0 },
-    { tensor: state ?? scratch('f32'), rowElements: state ? length : 0 },
-    { tensor: partials, rowElements: whole ? 0 : spans * 4 },
+    { tensor: state ?? scratch('f32'), rowElements: state ? length : 0, written: true },
+    { tensor: partials, rowElements: whole ? 0 : spans * 4, written: true },
     { tensor: similarity, rowElements: 0 },
     { tensor: decision?.done ?? scratch('i32'), rowElements: 0 },
     { tensor: decision?.allDone ?? scratch('i32'), rowElements: 0 },
@@ -89,13 +89,11 @@ function recordCosine(
   if (whole) {
     ctx.record({ variant: variant(WHOLE), params: params(batch), bindings, workgroups: [1] });
   } else {
-    const chunks = splitRows(ctx, decision ? 'decideExit' : 'cosineSimilarity', batch, operands);
-    for (const chunk of chunks) {
+    forEachRowChunk(ctx, decision ? 'decideExit' : 'cosineSimilarity', batch, operands, (chunk) => {
       ctx.record({ variant: variant(SPANS), params: params(chunk.rows), bindings: chunk.bindings, workgroups: ctx.grid(chunk.rows * spans) });
-    }
-    // FINISH reads only the partial sums and flags; the states' first chunk stands in for them.
-    const [first] = chunks;
-    const finish = bindings.map((tensor, i) => (i === 0 || i === 1 || i === 3 ? first!.bindings[i]! : tensor));
+    });
+    // FINISH reads only the partial sums and flags: small tensors stand in for the states.
+    const finish = [ctx.placeholder(previous.dtype), ctx.placeholder(computed.dtype), bindings[2]!, scratch('f32'), ...bindings.slice(4)];
     ctx.record({ variant: variant(FINISH), params: params(batch), bindings: finish, workgroups: [1] });
     partials.dispose();
   }
@@ -151,9 +149,9 @@ export function where(ctx: KernelContext, condition: Tensor, a: Tensor, b: Tenso
     { tensor: condition, rowElements: shared ? 0 : 1 },
     { tensor: a, rowElements: rowLength },
     { tensor: b, rowElements: rowLength },
-    { tensor: out, rowElements: rowLength },
+    { tensor: out, rowElements: rowLength, written: true },
   ];
-  for (const chunk of splitRows(ctx, 'where', rowLength === 0 ? 0 : size / rowLength, operands)) {
+  forEachRowChunk(ctx, 'where', rowLength === 0 ? 0 : size / rowLength, operands, (chunk) => {
     const chunkSize = chunk.rows * rowLength;
     ctx.record({
       variant,
@@ -161,7 +159,7 @@ export function where(ctx: KernelContext, condition: Tensor, a: Tensor, b: Tenso
       bindings: chunk.bindings,
       workgroups: ctx.grid(Math.ceil(chunkSize / SELECT_WORKGROUP_SIZE)),
     });
-  }
+  });
   return out;
 }
 

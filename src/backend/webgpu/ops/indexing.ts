@@ -6,7 +6,7 @@ import { concatSizes, gatherSizes, sliceSizes, transposeSizes } from '../../shap
 import type { DType, Shape, Tensor } from '../../../tensor.js';
 import { type Binding, type KernelContext, type ParamValue, u32 } from '../context.js';
 import type { KernelVariant } from '../kernels.js';
-import { copyPieces, splitRows } from './chunks.js';
+import { type RowChunk, type RowOperand, canSplitRows, copyPieces, splitRows, stagedChunkRows, wholeBinding } from './chunks.js';
 
 const WORKGROUP_SIZE = 256;
 
@@ -40,18 +40,21 @@ export const TABLE_ROW_GRANULE = 64;
 export function gather(ctx: KernelContext, table: Tensor, ids: Tensor): Tensor {
   const { rows, cols, outShape } = gatherSizes(table, ids);
   const out = ctx.output(outShape, 'f32');
-  const tableChunks = splitRows(ctx, 'gather', rows, [{ tensor: table, rowElements: cols }], TABLE_ROW_GRANULE);
-  const idChunks = splitRows(ctx, 'gather', ids.size, [{ tensor: ids, rowElements: 1 }, { tensor: out, rowElements: cols }]);
-  for (const { rows: idCount, bindings: [idRange, outRange] } of idChunks) {
-    for (const { start, rows: tableRows, bindings: [tableRange] } of tableChunks) {
+  const idOperands = [
+    { tensor: ids, rowElements: 1 },
+    { tensor: out, rowElements: cols, written: true },
+  ];
+  forEachRowChunk(ctx, 'gather', ids.size, idOperands, ({ rows: idCount, bindings: [idRange, outRange] }) => {
+    const tableOperands = [{ tensor: table, rowElements: cols }];
+    forEachRowChunk(ctx, 'gather', rows, tableOperands, ({ start, rows: tableRows, bindings: [tableRange] }) => {
       ctx.record({
         variant: variant('gather', table.dtype, 'f32'),
         params: params(idCount * cols, [cols, rows, start, tableRows]),
         bindings: [tableRange!, outRange!, idRange!],
         workgroups: ctx.grid(Math.ceil((idCount * cols) / WORKGROUP_SIZE)),
       });
-    }
-  }
+    }, TABLE_ROW_GRANULE);
+  });
   return out;
 }
 
@@ -80,6 +83,40 @@ export function copyBlock(ctx: KernelContext, source: Tensor, sourceStart: numbe
       params: params(size, layout.map((n) => n / width)),
       bindings: [from, to],
       workgroups: ctx.grid(Math.ceil(size / WORKGROUP_SIZE)),
+    });
+  }
+}
+
+/** Copies `length` elements of `source` from `sourceStart` into `target` at `targetStart` (both seen flat). */
+function copyElements(ctx: KernelContext, source: Tensor, sourceStart: number, target: Tensor, targetStart: number, length: number): void {
+  copyBlock(ctx, source.reshape([1, source.size]), sourceStart, length, target.reshape([1, target.size]), targetStart, 1);
+}
+
+/**
+ * Runs `record` for chunks of `rows` rows of work (see `splitRows`): once with whole tensors while
+ * they fit, else per chunk of ranges. Where no aligned granule of rows fits a binding (rows whose
+ * bytes are not a multiple of the offset alignment, e.g. [N, N] blocks of odd N, larger than a
+ * granule allows), the chunks are staged instead: each reads a copy of its operands' rows, and
+ * writes `written` ones to temporaries copied into place after it.
+ */
+export function forEachRowChunk(ctx: KernelContext, op: string, rows: number, operands: readonly RowOperand[], record: (chunk: RowChunk) => void, granule = 1): void {
+  if (canSplitRows(ctx, operands, granule)) {
+    for (const chunk of splitRows(ctx, op, rows, operands, granule)) record(chunk);
+    return;
+  }
+  const chunkRows = stagedChunkRows(ctx, op, operands);
+  for (let start = 0; start < rows; start += chunkRows) {
+    const count = Math.min(chunkRows, rows - start);
+    const staged = operands.map(({ tensor, rowElements, written }) => {
+      if (rowElements === 0) return undefined;
+      const temporary = ctx.output([count * rowElements], tensor.dtype);
+      if (!written) copyElements(ctx, tensor, start * rowElements, temporary, 0, count * rowElements);
+      return temporary;
+    });
+    record({ start, rows: count, bindings: operands.map(({ tensor }, i) => (staged[i] ? wholeBinding(ctx, op, staged[i]) : wholeBinding(ctx, op, tensor))) });
+    operands.forEach(({ tensor, rowElements, written }, i) => {
+      if (written && staged[i]) copyElements(ctx, staged[i], 0, tensor, start * rowElements, count * rowElements);
+      staged[i]?.dispose();
     });
   }
 }
@@ -120,34 +157,33 @@ function recordTranspose(ctx: KernelContext, source: Binding, shape: Shape, perm
 
 /**
  * Beyond the binding limit (e.g. a relative position bias [N, N, H] → [H, N, N]) the source is
- * transposed in chunks of its first axis (size-1 axes dropped): a chunk is a range of the source
- * and, permuted, a block along that axis's place in the output — a range of it when the axis stays
- * first, else a temporary copied into place.
+ * transposed in chunks of its first axis: a chunk is a range of the source and, permuted, a block
+ * along that axis's place in the output — a range of it when the axis stays first, else a
+ * temporary copied into place.
  */
 export function transpose(ctx: KernelContext, x: Tensor, perm: readonly number[]): Tensor {
   const { outShape } = transposeSizes(x, perm);
   const out = ctx.output(outShape, x.dtype);
+  // Size-1 axes moved around change nothing: the transpose of the others.
   const kept = x.shape.flatMap((d, axis) => (d === 1 ? [] : [axis]));
-  const shape = kept.map((axis) => x.shape[axis]!);
-  const keptPerm = perm.filter((p) => x.shape[p] !== 1).map((p) => kept.indexOf(p));
-  const rowElements = x.size / (shape[0] ?? 1);
-  const chunks = splitRows(ctx, 'transpose', shape[0] ?? 1, [{ tensor: x, rowElements }, { tensor: out, rowElements }]);
-  if (chunks.length === 1) {
-    recordTranspose(ctx, chunks[0]!.bindings[0]!, x.shape, perm, chunks[0]!.bindings[1]!, x.dtype);
-    return out;
-  }
+  const shape = kept.length > 0 ? kept.map((axis) => x.shape[axis]!) : [1];
+  const keptPerm = kept.length > 0 ? perm.filter((p) => x.shape[p] !== 1).map((p) => kept.indexOf(p)) : [0];
+  const rows = shape[0]!;
+  const rowElements = x.size / rows;
   const axis = keptPerm.indexOf(0);
   const permutedShape = keptPerm.map((p) => shape[p]!);
-  for (const { start, rows, bindings: [source, outRange] } of chunks) {
-    const chunkShape = [rows, ...shape.slice(1)];
-    if (axis === 0) {
-      recordTranspose(ctx, source!, chunkShape, keptPerm, outRange!, x.dtype);
-      continue;
+  const operands: RowOperand[] = [{ tensor: x, rowElements }];
+  if (axis === 0) operands.push({ tensor: out, rowElements, written: true });
+  forEachRowChunk(ctx, 'transpose', rows, operands, ({ start, rows: count, bindings: [source, outRange] }) => {
+    const chunkShape = [count, ...shape.slice(1)];
+    if (axis === 0 || count === rows) {
+      recordTranspose(ctx, source!, chunkShape, keptPerm, outRange ?? wholeBinding(ctx, 'transpose', out), x.dtype);
+      return;
     }
-    const block = ctx.output(permutedShape.map((d, i) => (i === axis ? rows : d)), x.dtype);
+    const block = ctx.output(permutedShape.map((d, i) => (i === axis ? count : d)), x.dtype);
     recordTranspose(ctx, source!, chunkShape, keptPerm, block, x.dtype);
-    copyBlock(ctx, block, 0, rows, out.reshape(permutedShape), start, axis);
+    copyBlock(ctx, block, 0, count, out.reshape(permutedShape), start, axis);
     block.dispose();
-  }
+  });
   return out;
 }

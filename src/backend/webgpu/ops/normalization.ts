@@ -5,7 +5,7 @@
 import { lastDimSizes, layerNormSizes } from '../../shapes.js';
 import type { Tensor } from '../../../tensor.js';
 import { type KernelContext, f32, u32 } from '../context.js';
-import { splitRows } from './chunks.js';
+import { forEachRowChunk } from './indexing.js';
 import { reductionVariant, rowWorkgroupSize } from './reductions.js';
 
 /**
@@ -28,17 +28,17 @@ export function layerNorm(ctx: KernelContext, x: Tensor, weight: Tensor, bias: T
     { tensor: weight, rowElements: 0 },
     { tensor: bias, rowElements: 0 },
     { tensor: residual ?? ctx.placeholder('f32'), rowElements: residual ? cols : 0 },
-    { tensor: out, rowElements: cols },
+    { tensor: out, rowElements: cols, written: true },
   ];
   const variant = reductionVariant(ctx, 'layernorm', perInvocation ? 'row_per_invocation' : 'main', { WeightType: weight, BiasType: bias }, constants);
-  for (const chunk of splitRows(ctx, 'layerNorm', rows, operands)) {
+  forEachRowChunk(ctx, 'layerNorm', rows, operands, (chunk) => {
     ctx.record({
       variant,
       params: [u32(chunk.rows), u32(cols), f32(eps)],
       bindings: chunk.bindings,
       workgroups: ctx.grid(perInvocation ? Math.ceil(chunk.rows / ROWS_PER_WORKGROUP) : chunk.rows),
     });
-  }
+  });
   return out;
 }
 
@@ -49,15 +49,15 @@ export function softmax(ctx: KernelContext, x: Tensor, log: boolean): Tensor {
   const constants = { WORKGROUP_SIZE: rowWorkgroupSize(ctx), LOG: log ? 1 : 0 };
   const operands = [
     { tensor: x, rowElements: cols },
-    { tensor: out, rowElements: cols },
+    { tensor: out, rowElements: cols, written: true },
   ];
-  for (const chunk of splitRows(ctx, log ? 'logSoftmax' : 'softmax', rows, operands)) {
+  forEachRowChunk(ctx, log ? 'logSoftmax' : 'softmax', rows, operands, (chunk) => {
     ctx.record({
       variant: reductionVariant(ctx, 'softmax', 'main', { Element: x }, constants),
       params: [u32(chunk.rows), u32(cols)],
       bindings: chunk.bindings,
       workgroups: ctx.grid(chunk.rows),
     });
-  }
+  });
   return out;
 }

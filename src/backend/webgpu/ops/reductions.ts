@@ -7,7 +7,7 @@ import { lastDimSizes, topkSizes } from '../../shapes.js';
 import type { Shape, Tensor } from '../../../tensor.js';
 import { type KernelContext, u32 } from '../context.js';
 import type { KernelFile, KernelVariant } from '../kernels.js';
-import { splitRows } from './chunks.js';
+import { forEachRowChunk } from './indexing.js';
 import { operandVariant } from './types.js';
 
 /**
@@ -58,17 +58,17 @@ function selectTop(ctx: KernelContext, values: Tensor, indices: Tensor | undefin
   const operands = [
     { tensor: values, rowElements: cols },
     { tensor: indices ?? ctx.placeholder('i32'), rowElements: indices ? cols : 0 },
-    { tensor: out.values, rowElements: spans * k },
-    { tensor: out.indices, rowElements: spans * k },
+    { tensor: out.values, rowElements: spans * k, written: true },
+    { tensor: out.indices, rowElements: spans * k, written: true },
   ];
-  for (const chunk of splitRows(ctx, 'topk', rows, operands)) {
+  forEachRowChunk(ctx, 'topk', rows, operands, (chunk) => {
     ctx.record({
       variant: reductionVariant(ctx, 'reduce', 'topk', { Element: values }, constants),
       params: [chunk.rows * spans, cols, spanLength, spans, k].map(u32),
       bindings: chunk.bindings,
       workgroups: ctx.grid(chunk.rows * spans),
     });
-  }
+  });
   return out;
 }
 

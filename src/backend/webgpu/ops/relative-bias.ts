@@ -2,7 +2,7 @@
 import { relativeBiasSizes } from '../../shapes.js';
 import type { Tensor } from '../../../tensor.js';
 import { type KernelContext, u32 } from '../context.js';
-import { splitRows } from './chunks.js';
+import { forEachRowChunk } from './indexing.js';
 import { operandVariant } from './types.js';
 
 const WORKGROUP_SIZE = 64;
@@ -15,10 +15,10 @@ export function relativeBias(ctx: KernelContext, table: Tensor, index: Tensor, b
     { tensor: table, rowElements: 0 },
     { tensor: index, rowElements: 0 },
     { tensor: base ?? ctx.placeholder('f32'), rowElements: base ? perHead : 0 },
-    { tensor: out, rowElements: perHead },
+    { tensor: out, rowElements: perHead, written: true },
   ];
   const variant = { file: 'relative-bias', entryPoint: 'main', ...operandVariant({ TableType: table }), constants: { WORKGROUP_SIZE } } as const;
-  for (const { start, rows: count, bindings } of splitRows(ctx, 'relativeBias', heads, operands)) {
+  forEachRowChunk(ctx, 'relativeBias', heads, operands, ({ start, rows: count, bindings }) => {
     const quads = Math.ceil((count * perHead) / 4);
     ctx.record({
       variant,
@@ -26,6 +26,6 @@ export function relativeBias(ctx: KernelContext, table: Tensor, index: Tensor, b
       bindings,
       workgroups: ctx.grid(Math.ceil(quads / WORKGROUP_SIZE)),
     });
-  }
+  });
   return out;
 }

@@ -6,7 +6,7 @@ import type { Conv2dOptions, Pool2dOptions } from '../../backend.js';
 import { conv2dSizes, pool2dSizes } from '../../shapes.js';
 import type { Tensor } from '../../../tensor.js';
 import { type KernelContext, u32 } from '../context.js';
-import { splitRows } from './chunks.js';
+import { forEachRowChunk } from './indexing.js';
 import { recordGemm } from './matmul.js';
 
 const POOL_WORKGROUP_SIZE = 64;
@@ -21,10 +21,10 @@ export function conv2d(ctx: KernelContext, x: Tensor, w: Tensor, options: Conv2d
   // Images whose activations exceed a binding together (a batch of large images) run in chunks of images.
   const operands = [
     { tensor: x, rowElements: s.cin * s.h * s.w },
-    { tensor: out, rowElements: s.cout * n },
+    { tensor: out, rowElements: s.cout * n, written: true },
     { tensor: options.residual ?? ctx.placeholder('f32'), rowElements: options.residual ? s.cout * n : 0 },
   ];
-  for (const { rows, bindings: [images, outputs, residual] } of splitRows(ctx, 'conv2d', s.batch, operands)) {
+  forEachRowChunk(ctx, 'conv2d', s.batch, operands, ({ rows, bindings: [images, outputs, residual] }) => {
     recordGemm(ctx, {
       file: 'conv2d',
       batch: rows,
@@ -52,7 +52,7 @@ export function conv2d(ctx: KernelContext, x: Tensor, w: Tensor, options: Conv2d
       outShape: s.outShape,
       out: outputs,
     });
-  }
+  });
   return out;
 }
 
@@ -61,9 +61,9 @@ export function maxPool2d(ctx: KernelContext, x: Tensor, options: Pool2dOptions)
   const out = ctx.output(s.outShape);
   const operands = [
     { tensor: x, rowElements: s.h * s.w },
-    { tensor: out, rowElements: s.ho * s.wo },
+    { tensor: out, rowElements: s.ho * s.wo, written: true },
   ];
-  for (const { rows: planes, bindings } of splitRows(ctx, 'maxPool2d', s.planes, operands)) {
+  forEachRowChunk(ctx, 'maxPool2d', s.planes, operands, ({ rows: planes, bindings }) => {
     const size = planes * s.ho * s.wo;
     ctx.record({
       variant: {
@@ -75,6 +75,6 @@ export function maxPool2d(ctx: KernelContext, x: Tensor, options: Pool2dOptions)
       bindings,
       workgroups: ctx.grid(Math.ceil(size / POOL_WORKGROUP_SIZE)),
     });
-  }
+  });
   return out;
 }
