@@ -78,6 +78,11 @@ export interface ExitDecision {
 export interface Backend {
   readonly name: 'cpu' | 'webgpu';
 
+  /**
+   * The most elements one tensor of `dtype` may hold: on WebGPU what the device's largest buffer
+   * (`maxBufferSize`) holds, on the CPU a typed array's longest length.
+   */
+  maxTensorElements(dtype: DType): number;
   /** Copies host data into a new tensor. f16 data is given as IEEE half bits (Uint16Array). */
   upload(data: Float32Array | Int32Array | Uint16Array, shape: Shape, dtype?: DType): Tensor;
   /** Waits for queued work and returns a tensor's values (f16 is widened to f32). */

@@ -79,6 +79,11 @@ export class CpuBackend implements Backend {
 
   // ---- storage and lifetime -------------------------------------------------------------------
 
+  /** V8's longest typed array on 64-bit hosts (every dtype is stored in 4-byte elements). */
+  maxTensorElements(): number {
+    return 2 ** 32;
+  }
+
   upload(data: Float32Array | Int32Array | Uint16Array, shape: Shape, dtype?: DType): Tensor {
     const resolved = uploadDType(data, shape, dtype);
     return this.#create(shape, resolved, data instanceof Uint16Array ? halvesToFloats(data) : data.slice());

@@ -69,6 +69,10 @@ export class WebGpuBackend implements Backend {
     }
   }
 
+  maxTensorElements(dtype: DType): number {
+    return Math.floor(this.#pool.maxBytes / BYTES_PER_ELEMENT[dtype]);
+  }
+
   upload(data: Float32Array | Int32Array | Uint16Array, shape: Shape, dtype?: DType): Tensor {
     const requested = uploadDType(data, shape, dtype);
     // Without shader-f16 the device cannot read halves: widen them once here.
