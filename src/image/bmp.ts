@@ -113,7 +113,15 @@ function readHeader(bytes: Uint8Array, label: string): BmpHeader {
     const entryBytes = headerSize === CORE_HEADER ? 3 : 4;
     const paletteAt = readTo;
     if (dataOffset === paletteAt) dataOffset += 4 * colours;
-    palette = pillowPalette(bytes.subarray(paletteAt, paletteAt + entryBytes * Math.min(colours, 256)), entryBytes, true);
+    const stored = bytes.subarray(paletteAt, paletteAt + entryBytes * colours);
+    // Pillow refuses more than 256 entries of palette data, unless they are a grey ramp.
+    const greyRamp = Array.from({ length: stored.length / entryBytes | 0 }, (_, i) => i).every((i) =>
+      [0, 1, 2].every((c) => stored[i * entryBytes + c] === (colours === 2 ? i * 255 : i & 255)),
+    );
+    if (stored.length > 256 * entryBytes && !greyRamp) {
+      throw new ImageDecodeError(label, `unsupported BMP: a palette of ${colours} colours (${stored.length} bytes from byte ${paletteAt}); at most 256 are used`);
+    }
+    palette = pillowPalette(stored.subarray(0, entryBytes * 256), entryBytes, true);
     readTo += entryBytes * colours;
   }
   if (dataOffset === 0) dataOffset = Math.min(readTo, bytes.length);

@@ -3,8 +3,9 @@
  * logical screen (grown to hold the frame if it sticks out), the area around the frame filled
  * with the frame's transparent index (else index 0), then `convert("RGB")` through the frame's
  * palette (local, else global; Pillow's grey ramp beyond it or without one). Like Pillow, bytes
- * between blocks that start none are skipped, image data that ends before the frame is complete
- * is an error, and so is an LZW code that is not yet defined.
+ * between blocks that start none are skipped, the frame's data is read on through empty blocks
+ * until the frame is full, data that ends first is an error, and so is an LZW code that is not
+ * yet defined.
  *
  * Our own because the JavaScript GIF decoders (gifuct-js, omggif) allocate frames from header
  * sizes without a limit, decode every frame, and fail on bad data with their internal errors;
@@ -85,7 +86,7 @@ function readFirstFrame(bytes: Uint8Array, label: string): { screenWidth: number
     if (width === 0 || height === 0) throw new ImageDecodeError(label, `corrupt GIF: the first frame (at byte ${offset}) has zero size (${width}×${height})`);
     const codeSizeAt = offset + 10 + localTableLength;
     const minimumCodeSize = bytes[codeSizeAt]!;
-    if (minimumCodeSize < 1 || minimumCodeSize >= MAX_CODE_WIDTH) {
+    if (minimumCodeSize > MAX_CODE_WIDTH) {
       throw new ImageDecodeError(label, `corrupt GIF: LZW minimum code size ${minimumCodeSize} at byte ${codeSizeAt}`);
     }
     return {
@@ -109,8 +110,10 @@ function readFirstFrame(bytes: Uint8Array, label: string): { screenWidth: number
 /**
  * Concatenates the sub-blocks starting at `offset`, up to their terminator or the end of the
  * file (`cutAt`: where the file ended inside them); `next` is the offset after the terminator.
+ * With `pastTerminators`, empty blocks are skipped rather than ending the list, as Pillow reads
+ * image data: it takes blocks until the frame is full, whatever follows the frame's own.
  */
-function readSubBlocks(bytes: Uint8Array, offset: number): { data: Uint8Array; next: number; cutAt?: number } {
+function readSubBlocks(bytes: Uint8Array, offset: number, pastTerminators = false): { data: Uint8Array; next: number; cutAt?: number } {
   const parts: Uint8Array[] = [];
   let cutAt: number | undefined;
   for (;;) {
@@ -119,8 +122,12 @@ function readSubBlocks(bytes: Uint8Array, offset: number): { data: Uint8Array; n
       break;
     }
     const size = bytes[offset]!;
-    if (size === 0) break;
-    if (offset + 1 + size > bytes.length) cutAt = offset;
+    if (size === 0 && !pastTerminators) break;
+    // Like Pillow, a sub-block the file cuts short is not read at all.
+    if (offset + 1 + size > bytes.length) {
+      cutAt = offset;
+      break;
+    }
     parts.push(bytes.subarray(offset + 1, offset + 1 + size));
     offset += 1 + size;
   }
@@ -137,7 +144,7 @@ function readSubBlocks(bytes: Uint8Array, offset: number): { data: Uint8Array; n
  * LZW-decodes `pixelCount` indices (GIF's variant: variable code width up to 12 bits, clear and
  * end codes, no new entries once the table is full). Data after the frame is complete is ignored.
  */
-function decodeLzw(data: Uint8Array, minimumCodeSize: number, pixelCount: number, label: string, cutAt: number | undefined): Uint8Array {
+function decodeLzw(data: Uint8Array, minimumCodeSize: number, pixelCount: number, label: string): Uint8Array {
   const clear = 1 << minimumCodeSize;
   const end = clear + 1;
   const prefix = new Int16Array(1 << MAX_CODE_WIDTH);
@@ -195,8 +202,7 @@ function decodeLzw(data: Uint8Array, minimumCodeSize: number, pixelCount: number
     previous = code;
   }
   if (written < pixelCount) {
-    const where = cutAt === undefined ? 'the image data ends' : `the file ends inside the image data (at byte ${cutAt})`;
-    throw new ImageDecodeError(label, `truncated GIF: ${where} after ${written} of ${pixelCount} pixels`);
+    throw new ImageDecodeError(label, `truncated GIF: the image data ends after ${written} of ${pixelCount} pixels`);
   }
   return out;
 }
@@ -207,8 +213,8 @@ export function decodeGif(bytes: Uint8Array, label: string, maxPixels: number): 
   const height = Math.max(screenHeight, frame.top + frame.height);
   checkImageSize(width, height, maxPixels, label);
   // Like Pillow, a file cut after the frame's last pixel still decodes.
-  const { data, cutAt } = readSubBlocks(bytes, frame.dataOffset);
-  const frameIndices = decodeLzw(data, frame.minimumCodeSize, frame.width * frame.height, label, cutAt);
+  const { data } = readSubBlocks(bytes, frame.dataOffset, true);
+  const frameIndices = decodeLzw(data, frame.minimumCodeSize, frame.width * frame.height, label);
 
   const canvas = new Uint8Array(width * height).fill(frame.transparentIndex ?? 0);
   const rowOrder = frame.interlaced

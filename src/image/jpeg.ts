@@ -15,7 +15,7 @@
  */
 import { checkImageSize, ImageDecodeError, type RgbImage } from './errors.js';
 import { LIBJPEG_TURBO_WASM } from './wasm/libjpeg-turbo.wasm.js';
-import { lazyWasmModule } from './wasm/load.js';
+import { instantiateWasi, lazyWasmModule, type WasiExports } from './wasm/load.js';
 
 const Marker = {
   SOI: 0xd8,
@@ -146,9 +146,7 @@ const ColorSpace = { CMYK: 4, YCCK: 5 } as const;
 /** A fatal libjpeg error (its message text), thrown by the host's `fatal` import. */
 class LibjpegError extends Error {}
 
-interface LibjpegExports {
-  memory: WebAssembly.Memory;
-  malloc(size: number): number;
+interface LibjpegExports extends WasiExports {
   /** Reads the headers; writes width, height, colour space and component count to `header`. */
   open_decoder(input: number, size: number, header: number): number;
   /** Decodes every row to RGB (or CMYK) at `pixels`; 1 if the file ended before the last row. */
@@ -157,44 +155,14 @@ interface LibjpegExports {
 
 const libjpegTurbo = lazyWasmModule(LIBJPEG_TURBO_WASM);
 
-/**
- * A fresh instance per image: libjpeg leaves its memory behind when it fails, and a WebAssembly
- * memory never shrinks, so each decode starts from a small one that is garbage once the image is
- * copied out.
- */
-async function instantiate(): Promise<LibjpegExports> {
-  let memory: WebAssembly.Memory | undefined;
-  const cString = (at: number): string => {
-    const bytes = new Uint8Array(memory!.buffer, at);
-    return new TextDecoder().decode(bytes.subarray(0, bytes.indexOf(0)));
-  };
-  // The C library's start-up and stdio need these to exist; libjpeg's messages come through `fatal`.
-  const unused = (): number => 0;
-  const imports = {
-    env: {
-      fatal: (message: number): never => {
-        throw new LibjpegError(cString(message));
-      },
+/** libjpeg-turbo with its `fatal` import: libjpeg's message text, thrown. */
+async function instantiateLibjpeg(): Promise<LibjpegExports> {
+  return instantiateWasi<LibjpegExports>(await libjpegTurbo(), (memory) => ({
+    fatal: (message: number): never => {
+      const bytes = new Uint8Array(memory().buffer, message);
+      throw new LibjpegError(new TextDecoder().decode(bytes.subarray(0, bytes.indexOf(0))));
     },
-    wasi_snapshot_preview1: {
-      fd_write: unused,
-      fd_close: unused,
-      fd_seek: unused,
-      environ_get: unused,
-      environ_sizes_get: (count: number, size: number): number => {
-        new DataView(memory!.buffer).setUint32(count, 0, true);
-        new DataView(memory!.buffer).setUint32(size, 0, true);
-        return 0;
-      },
-      proc_exit: (code: number): never => {
-        throw new LibjpegError(`exit ${code}`);
-      },
-    },
-  };
-  const instance = await WebAssembly.instantiate(await libjpegTurbo(), imports);
-  const exports = instance.exports as unknown as LibjpegExports;
-  memory = exports.memory;
-  return exports;
+  }));
 }
 
 /** Runs a libjpeg call, turning its fatal error into one naming the file and the stage. */
@@ -225,7 +193,7 @@ function invertedCmykToRgb(cmyk: Uint8Array, pixels: number): Uint8Array {
 
 export async function decodeJpeg(bytes: Uint8Array, label: string, maxPixels: number): Promise<RgbImage> {
   const { width, height } = readStructure(bytes, maxPixels, label);
-  const libjpeg = await instantiate();
+  const libjpeg = await instantiateLibjpeg();
   const input = libjpeg.malloc(bytes.length);
   const header = libjpeg.malloc(16);
   if (input === 0 || header === 0) throw new ImageDecodeError(label, `JPEG too large: no memory for its ${bytes.length} bytes`);

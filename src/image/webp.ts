@@ -1,19 +1,18 @@
 /**
- * WebP → 8-bit RGB as Pillow 9.4 decodes it: with libwebp (lossy VP8 with libwebp's fancy
- * upsampling, lossless VP8L), alpha dropped by `convert("RGB")`. The decoder is libwebp as
- * WebAssembly from `@jsquash/webp` (its Emscripten glue, our inlined copy of its .wasm).
+ * WebP → 8-bit RGB as Pillow 9.4 decodes it: libwebp 1.2.4's animation decoder (lossy VP8 with
+ * libwebp's fancy upsampling, lossless VP8L; the first frame of an animation) on an RGBA canvas,
+ * alpha dropped by `convert("RGB")` — libwebp built for WebAssembly (scripts/libwebp-wasm/,
+ * inlined in `wasm/libwebp.wasm.ts`), driven as Pillow's _webp.c drives it.
  *
- * The RIFF container is read first, so that truncation, animation and sizes over the pixel limit
- * are refused with their own message before libwebp allocates the canvas.
+ * The RIFF container is read first, so that truncation and sizes over the pixel limit are refused
+ * with their own message before libwebp allocates the canvas.
  */
-import webpDecoderFactory from '@jsquash/webp/codec/dec/webp_dec.js';
 import { checkImageSize, ImageDecodeError, type RgbImage } from './errors.js';
 import { LIBWEBP_WASM } from './wasm/libwebp.wasm.js';
-import { lazyWasmModule } from './wasm/load.js';
+import { instantiateWasi, lazyWasmModule, type WasiExports } from './wasm/load.js';
 
 const RIFF_HEADER_LENGTH = 12;
 const CHUNK_HEADER_LENGTH = 8;
-const VP8X_ANIMATION = 0x02;
 const VP8L_SIGNATURE = 0x2f;
 const VP8_START_CODE = [0x9d, 0x01, 0x2a];
 
@@ -40,7 +39,6 @@ function readCanvas(bytes: Uint8Array, label: string): WebpCanvas {
   }
   switch (chunk) {
     case 'VP8X':
-      if (bytes[payload]! & VP8X_ANIMATION) throw new ImageDecodeError(label, 'unsupported WebP: animated WebP images are not supported');
       return {
         width: 1 + (view.getUint32(payload + 4, true) & 0xffffff),
         height: 1 + (view.getUint32(payload + 7, true) & 0xffffff),
@@ -60,43 +58,30 @@ function readCanvas(bytes: Uint8Array, label: string): WebpCanvas {
   }
 }
 
-interface WebpModule {
-  decode(data: BufferSource): { width: number; height: number; data: Uint8ClampedArray } | null;
+interface LibwebpExports extends WasiExports {
+  /** 0, or 1 (no decoder: the container) or 2 (the first frame does not decode); `result` gets width, height, pixels. */
+  decode_first_frame(input: number, size: number, result: number): number;
 }
 
-const libwebpModule = lazyWasmModule(LIBWEBP_WASM);
-let libwebp: Promise<WebpModule> | undefined;
-
-/** One libwebp instance per process: its decoder keeps no state between images. */
-function loadLibwebp(): Promise<WebpModule> {
-  libwebp ??= libwebpModule().then((module) =>
-    webpDecoderFactory({
-      noInitialRun: true,
-      instantiateWasm(imports: WebAssembly.Imports, receive: (instance: WebAssembly.Instance) => void) {
-        void WebAssembly.instantiate(module, imports).then(receive);
-        return {};
-      },
-    }),
-  );
-  return libwebp;
-}
+const libwebp = lazyWasmModule(LIBWEBP_WASM);
 
 export async function decodeWebp(bytes: Uint8Array, label: string, maxPixels: number): Promise<RgbImage> {
   const { width, height } = readCanvas(bytes, label);
   checkImageSize(width, height, maxPixels, label);
-  let decoded: ReturnType<WebpModule['decode']>;
-  try {
-    decoded = (await loadLibwebp()).decode(bytes as Uint8Array<ArrayBuffer>);
-  } catch (error) {
-    // An Emscripten abort leaves the instance unusable: the next image gets a new one.
-    libwebp = undefined;
-    throw new ImageDecodeError(label, `corrupt WebP: libwebp fails on its bitstream (${(error as Error).message})`);
+  const decoder = await instantiateWasi<LibwebpExports>(await libwebp());
+  const input = decoder.malloc(bytes.length);
+  const result = decoder.malloc(12);
+  if (input === 0 || result === 0) throw new ImageDecodeError(label, `WebP too large: no memory for its ${bytes.length} bytes`);
+  new Uint8Array(decoder.memory.buffer, input, bytes.length).set(bytes);
+  const status = decoder.decode_first_frame(input, bytes.length, result);
+  // Pillow's two failures: "could not create decoder object" and "failed to read next frame".
+  if (status === 1) throw new ImageDecodeError(label, 'corrupt WebP: libwebp cannot read its chunks (RIFF container or frame headers)');
+  if (status !== 0) throw new ImageDecodeError(label, 'corrupt WebP: libwebp cannot decode its first frame');
+  const [canvasWidth, canvasHeight, pixels] = new Uint32Array(decoder.memory.buffer, result, 3);
+  if (canvasWidth !== width || canvasHeight !== height) {
+    throw new ImageDecodeError(label, `corrupt WebP: libwebp decodes a ${canvasWidth}×${canvasHeight} canvas, the header says ${width}×${height}`);
   }
-  if (decoded === null) throw new ImageDecodeError(label, 'corrupt WebP: libwebp cannot decode its bitstream');
-  if (decoded.width !== width || decoded.height !== height) {
-    throw new ImageDecodeError(label, `corrupt WebP: libwebp decodes ${decoded.width}×${decoded.height}, the header says ${width}×${height}`);
-  }
-  const rgba = decoded.data;
+  const rgba = new Uint8Array(decoder.memory.buffer, pixels!, width * height * 4);
   const data = new Uint8Array(width * height * 3);
   for (let p = 0; p < width * height; p++) {
     data[p * 3] = rgba[p * 4]!;
