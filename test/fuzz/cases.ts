@@ -103,9 +103,14 @@ function isAllocationFailure(error: unknown): boolean {
   return error instanceof RangeError && /allocation failed|out of memory/i.test(error.message);
 }
 
-/** Runs one case in this process and judges it (a hang here is a case that finished too late). */
+/**
+ * Runs one case in this process and judges it. A hang here is a case that finished, but used
+ * more processor time than the budget: processor time, not wall time, so that other work on a
+ * busy machine does not make a case hang. (One that never finishes is the harness's to kill.)
+ */
 export async function judge(target: FuzzTarget, bytes: Uint8Array, budget: FuzzBudget): Promise<Omit<CaseResult, 'index' | 'name'>> {
   const started = performance.now();
+  const cpuStarted = process.cpuUsage();
   let outcome: Outcome;
   let detail: string | undefined;
   try {
@@ -117,8 +122,10 @@ export async function judge(target: FuzzTarget, bytes: Uint8Array, budget: FuzzB
     outcome = isAllocationFailure(error) ? 'oom' : target.isCleanError(error) ? 'clean' : 'crash';
   }
   const ms = performance.now() - started;
-  if (ms > budget.timeMs && outcome !== 'crash') {
-    detail = `took ${ms.toFixed(0)} ms, over the ${budget.timeMs} ms budget (${outcome}: ${detail ?? 'accepted'})`;
+  const { user, system } = process.cpuUsage(cpuStarted);
+  const cpuMs = (user + system) / 1000;
+  if (cpuMs > budget.timeMs && outcome !== 'crash') {
+    detail = `took ${cpuMs.toFixed(0)} ms of processor time, over the ${budget.timeMs} ms budget (${outcome}: ${detail ?? 'accepted'})`;
     outcome = 'hang';
   }
   return detail === undefined ? { outcome, ms } : { outcome, detail: detail.slice(0, 500), ms };

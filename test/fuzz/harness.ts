@@ -59,8 +59,11 @@ export interface TargetReport {
   seconds: number;
 }
 
-/** Kill a silent worker after this many time budgets (a case that ends late is a hang anyway). */
-const SILENCE_BUDGETS = 3;
+/**
+ * Kill a silent worker after this many time budgets of wall time: generous, since the budget is
+ * processor time and a busy machine stretches wall time (a case that ends late is a hang anyway).
+ */
+const SILENCE_BUDGETS = 5;
 const STARTUP_MS = 60_000;
 /** The data segment limit, as a multiple of the memory budget: room for the heap and the runtime. */
 const DATA_LIMIT_FACTOR = 3;
@@ -152,7 +155,7 @@ function runWorker(
         child.kill('SIGKILL');
       }, ms);
     };
-    const silence = budget.timeMs * SILENCE_BUDGETS + 1000;
+    const silence = budget.timeMs * SILENCE_BUDGETS + 2000;
     arm(STARTUP_MS);
     child.on('message', (message: WorkerMessage) => {
       if (message.type === 'ready') {

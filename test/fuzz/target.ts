@@ -7,7 +7,7 @@
  * - clean error: `run` threw and `isCleanError` recognises the refusal (the reader's own error
  *   naming the file, the part and the problem);
  * - crash: `run` threw anything else (RangeError, TypeError, a message not naming the part);
- * - hang: `run` did not settle within the time budget;
+ * - hang: `run` used more processor time than the budget, or did not settle at all;
  * - out of memory: the process running it went over its memory budget (or an allocation failed);
  * - accepted garbage: `run` resolved but `acceptedGarbage` says why accepting was wrong;
  * - accepted: `run` resolved.
@@ -40,7 +40,7 @@ export interface FuzzTarget {
 
 /** What one case may cost before it counts as a hang or as out of memory. */
 export interface FuzzBudget {
-  /** Wall time of `run`. */
+  /** Processor time of `run` (the worker's, all threads: wall time would depend on the machine's other work). */
   timeMs: number;
   /** Peak resident memory of the process running the case (which starts around 100–200 MB). */
   memoryMb: number;
