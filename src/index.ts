@@ -78,10 +78,12 @@ export {
   ENTAILMENT_MAX_WORDS,
   captionPostprocess,
   entailmentPrompt,
+  entailmentTruncations,
   readEntailment,
   type EntailmentAnswer,
   type EntailmentLabel,
   type EntailmentReading,
+  type EntailmentTruncation,
 } from './generate/tasks.js';
 
 // ---- backends and tensors ------------------------------------------------------------------------

@@ -24,13 +24,16 @@ import {
   ENTAILMENT_ANSWERS,
   captionPostprocess,
   entailmentPrompt,
+  entailmentTruncations,
   readEntailment,
   type EntailmentAnswer,
   type EntailmentLabel,
+  type EntailmentTruncation,
 } from './generate/tasks.js';
 import { preprocessImage, resizeBicubic, type RgbImage, toModelInput } from './image/preprocess.js';
 import type { EncoderMode, OfaConfig } from './models/ofa/config.js';
 import type { EncoderOutput } from './models/ofa/encoder.js';
+import { describeNonFinite, diagnoseNonFinite } from './models/ofa/diagnose.js';
 import { OfaModel } from './models/ofa/model.js';
 import { resnetOutputSize } from './models/ofa/resnet.js';
 import { OfaStepDecoder } from './models/ofa/step-decoder.js';
@@ -209,6 +212,11 @@ export interface EntailmentResult {
   logProbs: Record<EntailmentLabel, number>;
   /** The encoder input ids: BOS, the prompt, EOS. */
   promptTokens: number[];
+  /**
+   * The hypothesis or premise words past the 80th, dropped as OFA's SNLI-VE evaluation drops
+   * them (`max_src_length`): empty when nothing was cut.
+   */
+  truncated: EntailmentTruncation[];
   timing: Timing;
   /** With exits: layers run per encoder stream and by the prompt pass, compute saved, wall time. */
   exitReport?: PipelineExitReport;
@@ -375,11 +383,12 @@ export class OfaPipeline {
       const promptTokens = this.#prompt(CAPTION_PROMPT, 'caption prompt');
       const search = { ...searchOptions, sourceLength: promptTokens.length };
       // The length limit the decoder's threshold schedule follows (validated before any image work).
-      const maxLen = exits ? maxGenerationLength(search) : 0;
-      const { encoded, preprocessMs, encoderMs, encoderReports } = await this.#encode(image, promptTokens, exits);
-      const decodeStart = performance.now();
+      const maxLen = maxGenerationLength(search);
       // beamSearch keeps min(beam, V − 1) sequences alive; the decoder holds that many from step 0.
       const beams = Math.min(beamSize, this.config.vocabSize - 1);
+      this.#checkBeamsFit(1, beams, maxLen);
+      const { encoded, preprocessMs, encoderMs, encoderReports } = await this.#encode(image, promptTokens, exits);
+      const decodeStart = performance.now();
       let decoder: OfaStepDecoder | undefined;
       try {
         decoder = exits
@@ -393,7 +402,7 @@ export class OfaPipeline {
           : new OfaStepDecoder(this.model, encoded, beams);
         const hypotheses = await beamSearch(decoder, search);
         const best = hypotheses[0];
-        if (best === undefined) throw new Error('caption: beam search ended without a finished hypothesis');
+        if (best === undefined) throw await this.#failure('caption: beam search ended without a finished hypothesis', encoded);
         const decoderMs = performance.now() - decodeStart;
         const tokens = Array.from(best.tokens);
         const rawText = this.tokenizer.decode(tokens);
@@ -458,6 +467,9 @@ export class OfaPipeline {
           }
         }
         const decoderMs = performance.now() - decodeStart;
+        if (ENTAILMENT_ANSWERS.some(({ tokenId }) => !Number.isFinite(logProbs[tokenId]))) {
+          throw await this.#failure('entail: the answer scores are not finite', encoded);
+        }
         const reading = readEntailment(logProbs);
         const answerOf = (label: EntailmentLabel): EntailmentAnswer => ANSWER_OF_LABEL.get(label)!;
         const logProbOf = (label: EntailmentLabel): number => logProbs[answerOf(label).tokenId]!;
@@ -471,6 +483,7 @@ export class OfaPipeline {
             neutral: logProbOf('neutral'),
           },
           promptTokens,
+          truncated: entailmentTruncations(hypothesis, options.premise),
           timing: timing(start, preprocessMs, encoderMs, decoderMs, decoderIds.length),
         };
         if (exits) {
@@ -516,6 +529,33 @@ export class OfaPipeline {
   /** A request's exits: its own, else the pipeline's; validated. */
   #exitsOf(requested: ExitSettings | false | undefined, where: string): ResolvedExitSettings | undefined {
     return requested === undefined ? this.exits : resolveExitSettings(requested, `${where}: exits`);
+  }
+
+  /**
+   * Refuses beams whose decoder tensors would not fit one tensor of the backend, before any image
+   * work: each step's logits `[images·beams, V]` and each layer's key cache `[images·beams, maxLen + 1, d]`.
+   */
+  #checkBeamsFit(images: number, beams: number, maxLen: number): void {
+    const perBeam = Math.max(this.config.vocabSize, (maxLen + 1) * this.config.dModel);
+    const limit = this.backend.maxTensorElements('f32');
+    if (images * beams * perBeam <= limit) return;
+    const gigabytes = (elements: number): string => `${((elements * 4) / 1e9).toFixed(2)} GB`;
+    const where = this.backend.name === 'webgpu' ? "the device's maxBufferSize" : 'the longest typed array';
+    throw new RangeError(
+      `caption: ${beams} beams${images > 1 ? ` for each of ${images} images` : ''} need decoder tensors of ` +
+        `${images * beams} × ${perBeam} f32 (${gigabytes(images * beams * perBeam)}), more than one ${this.backend.name} ` +
+        `tensor holds (${gigabytes(limit)}, ${where}): use a beam of at most ${Math.floor(limit / perBeam / images)}`,
+    );
+  }
+
+  /**
+   * The error of a request without a usable result; where the forward pass stopped being finite
+   * (a NaN or an infinity in the weights, or an overflow), it names the stage and the weights.
+   */
+  async #failure(what: string, encoded: EncoderOutput): Promise<Error> {
+    const diagnosis = await diagnoseNonFinite(this.model, encoded);
+    if (diagnosis.stage === undefined && diagnosis.weights.length === 0) return new Error(what);
+    return new Error(`${what}: the model's output is not finite: ${describeNonFinite(diagnosis)}`);
   }
 
   #exitReport(

@@ -1,6 +1,6 @@
 /** `mue entail IMAGE HYPOTHESIS`: OFA's SNLI-VE recipe (ofa-arch.md §7.3) through the library pipeline. */
 import { Command } from 'commander';
-import { ENTAILMENT_ANSWERS } from '../generate/tasks.js';
+import { ENTAILMENT_ANSWERS, type EntailmentTruncation } from '../generate/tasks.js';
 import {
   type CliIo,
   type ImageFlags,
@@ -41,6 +41,7 @@ export function entailCommand(io: CliIo): Command {
     const { pipeline, close } = await openPipeline(io, flags);
     try {
       const result = await pipeline.entail(decoded, hypothesis, { premise: flags.premise, exits });
+      if (result.truncated.length > 0) notice(io, truncationNotice(result.truncated));
       if (flags.trace && result.exitReport) for (const line of exitTrace(result.exitReport)) io.stderr.write(`${line}\n`);
       if (flags.json) {
         const { backend, imageSize } = pipeline;
@@ -55,4 +56,11 @@ export function entailCommand(io: CliIo): Command {
       close();
     }
   });
+}
+
+/** One line: what OFA's word limit dropped from the hypothesis or premise. */
+export function truncationNotice(cuts: readonly EntailmentTruncation[]): string {
+  const counts = cuts.map(({ text, words }) => `the ${text} has ${words} words`).join(' and ');
+  const kept = cuts[0]!.keptWords;
+  return `${counts}; only the first ${kept} of ${cuts.length === 1 ? 'them' : 'each'} are read, as in OFA's SNLI-VE evaluation (max_src_length)`;
 }

@@ -208,11 +208,12 @@ describe('mue (in process)', () => {
     expect(result.promptTokens.at(-1)).toBe(EOS_ID);
   });
 
-  it('entail with a premise prints the label and the three probabilities', async () => {
-    const run = await mue('entail', IMAGE, 'a dog runs', '--premise', 'A dog runs on the beach.', ...modelArgs());
+  it('entail with a premise prints the label and the three probabilities, and what OFA cut of a long premise', async () => {
+    const run = await mue('entail', IMAGE, 'a dog runs', '--premise', 'A dog runs on the beach. '.repeat(14), ...modelArgs());
     expect(run.status).toBe(0);
     expect(run.stdout).toMatch(/^(entailment|contradiction|neutral) \(no 0\.\d{3}, yes 0\.\d{3}, maybe 0\.\d{3}\)\n$/);
     expect(run.stderr).toMatch(/cpu, 32×32: encoder .* decoder .*\/token × \d+, total/);
+    expect(run.stderr).toContain("mue: the premise has 84 words; only the first 80 of them are read, as in OFA's SNLI-VE evaluation (max_src_length)\n");
   });
 
   it('refuses a model whose vocabulary is cut (the shipped golden model) for captioning', async () => {
@@ -292,6 +293,22 @@ describe('mue (in process)', () => {
     expect(run.stderr).toMatch(
       /mue: entailment prompt \(hypothesis\) is too long: \d+ tokens, but the model reads at most 1024 \(max_position_embeddings\)\n$/,
     );
+  });
+
+  it('refuses, before any image work, a beam whose decoder tensors exceed the largest WebGPU buffer', async (test) => {
+    process.env.XDG_RUNTIME_DIR ??= '/tmp';
+    const { createWebGpuBackend } = await import('../../src/backend/webgpu/index.js');
+    const probe = await createWebGpuBackend();
+    const limit = probe.maxTensorElements('f32');
+    probe.destroy();
+    // The largest beam OFA allows (vocabulary − 1) exceeds lavapipe's 4 GiB buffers, not every GPU's.
+    if (59456 * OFA_VOCAB_SIZE <= limit) test.skip();
+    const run = await mue('caption', IMAGE, '--backend', 'webgpu', '--beam', '59456', '--image-size', '32');
+    expect(run.status).toBe(1);
+    expect(run.stderr).toMatch(
+      /mue: caption: 59456 beams need decoder tensors of 59456 × 59457 f32 \(14\.14 GB\), more than one webgpu tensor holds \([\d.]+ GB, the device's maxBufferSize\): use a beam of at most \d+\n$/,
+    );
+    expect(run.stderr).not.toContain('encoder');
   });
 
   it('exits 1 for an option value that is not a number', async () => {

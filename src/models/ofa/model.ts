@@ -143,7 +143,8 @@ export class OfaModel {
   private constructor(
     readonly backend: Backend,
     readonly config: OfaConfig,
-    private readonly weights: OfaWeights,
+    /** On the device, folded as weights.ts describes. */
+    readonly weights: OfaWeights,
   ) {
     this.#positions = new PositionTables(backend, config);
     this.encoder = new OfaEncoder(backend, config, weights.encoder, this.#positions);
