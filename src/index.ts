@@ -19,6 +19,7 @@ export {
   type EntailmentResult,
   type ExitSettings,
   type ImageInput,
+  type ModelSource,
   type OfaPipelineOptions,
   type PipelineExitReport,
   type ResolvedExitSettings,

@@ -34,7 +34,7 @@ import { preprocessImage, resizeBicubic, type RgbImage, toModelInput } from './i
 import type { EncoderMode, OfaConfig } from './models/ofa/config.js';
 import type { EncoderOutput } from './models/ofa/encoder.js';
 import { describeNonFinite, diagnoseNonFinite } from './models/ofa/diagnose.js';
-import { OfaModel } from './models/ofa/model.js';
+import { OfaModel, type OfaModelFiles } from './models/ofa/model.js';
 import { resnetOutputSize } from './models/ofa/resnet.js';
 import { OfaStepDecoder } from './models/ofa/step-decoder.js';
 import type { LoadProgress } from './models/ofa/weights.js';
@@ -45,6 +45,8 @@ import { decodeFullWithExits } from './mue/full-pass-exits.js';
 import { type ExitReport, type StreamReport, exitReport } from './mue/report.js';
 import type { Tensor } from './tensor.js';
 import { OfaTokenizer } from './text/bpe.js';
+import { DEFAULT_MODEL } from './assets.js';
+import { type FileLocation, FileReadError, childOf, exists, isFetched, locationLabel, parentOf, readText } from './io/location.js';
 
 export type BackendName = Backend['name'];
 
@@ -252,39 +254,53 @@ function fsReason(error: unknown): string {
   }
 }
 
+/** Where a model comes from: a folder or a `.safetensors` file (a path or a URL), or explicit files. */
+export type ModelSource = FileLocation | OfaModelFiles;
+
+function isLocation(value: unknown): value is FileLocation {
+  return typeof value === 'string' || value instanceof URL;
+}
+
+/** The source as messages name it. */
+function sourceLabel(source: ModelSource): string {
+  const weights = isLocation(source) ? source : source.weights;
+  return isLocation(weights) ? locationLabel(weights) : 'weights (in memory)';
+}
+
 function checkImageSize(size: number, where: string): number {
   if (!Number.isInteger(size) || size < 1) throw new Error(`${where}: image size must be a positive integer, got ${size}`);
   return size;
 }
 
 /** The image size recorded with the checkpoint (see `OfaPipelineOptions.imageSize`), if any. */
-async function recordedImageSize(weights: string): Promise<number | undefined> {
-  const { readFile } = await import('node:fs/promises');
-  const { dirname, join } = await import('node:path');
-  const dir = weights.endsWith('.safetensors') ? dirname(weights) : weights;
+async function recordedImageSize(source: ModelSource): Promise<number | undefined> {
+  const files: Partial<OfaModelFiles> = isLocation(source) ? {} : source;
+  const weights = isLocation(source) ? source : source.weights;
+  const dir = isLocation(weights) ? (locationLabel(weights).endsWith('.safetensors') ? parentOf(weights) : weights) : undefined;
   const sources = [
-    { file: 'config.json', keys: ['patch_image_size', 'image_size'] },
-    { file: 'manifest.json', keys: ['image_size'] },
+    { given: files.config, file: 'config.json', keys: ['patch_image_size', 'image_size'] },
+    { given: files.manifest, file: 'manifest.json', keys: ['image_size'] },
   ];
-  for (const { file, keys } of sources) {
-    const path = join(dir, file);
+  for (const { given, file, keys } of sources) {
+    const location = given ?? (dir === undefined ? undefined : childOf(dir, file));
+    if (location === undefined || !(await exists(location))) continue;
+    const label = locationLabel(location);
     let text: string;
     try {
-      text = await readFile(path, 'utf8');
+      text = await readText(location);
     } catch (error) {
-      if (errorCode(error) === 'ENOENT') continue;
-      throw new Error(`${path}: cannot read (${fsReason(error)})`);
+      throw new Error(`${label}: cannot read (${error instanceof FileReadError ? error.reason : String(error)})`);
     }
     let json: unknown;
     try {
       json = JSON.parse(text);
     } catch (error) {
-      throw new Error(`${path}: not valid JSON (${(error as Error).message})`);
+      throw new Error(`${label}: not valid JSON (${(error as Error).message})`);
     }
     for (const key of keys) {
       if (isRecord(json) && json[key] !== undefined) {
         const value = json[key];
-        return checkImageSize(typeof value === 'number' ? value : NaN, `${path}: "${key}"`);
+        return checkImageSize(typeof value === 'number' ? value : NaN, `${label}: "${key}"`);
       }
     }
   }
@@ -310,7 +326,7 @@ export class OfaPipeline {
     readonly tokenizer: OfaTokenizer,
     /** Side of the square model input. */
     readonly imageSize: number,
-    /** The weights path the pipeline was loaded from. */
+    /** Where the weights were loaded from (a path or a URL). */
     readonly weights: string,
     ownsBackend: boolean,
     /** The requests' default exits (`undefined`: none). */
@@ -321,15 +337,19 @@ export class OfaPipeline {
 
   /**
    * Loads a checkpoint — a directory with `weights.safetensors` (or `model.safetensors`) and
-   * `config.json` or `manifest.json`, or a `.safetensors` file with those beside it — onto a
-   * backend. The model's vocabulary must be OFA's (the tokenizer's): the prompts and answers
-   * are ids of that vocabulary.
+   * `config.json` or `manifest.json`, or a `.safetensors` file with those beside it, as a path or
+   * a URL; or explicit files — onto a backend. Default: the embedded demo model
+   * (`weights/ofa-tiny-demo`, beside the package or the page's bundle). The model's vocabulary must
+   * be OFA's (the tokenizer's): the prompts and answers are ids of that vocabulary.
    */
-  static async load(weights: string, options: OfaPipelineOptions = {}): Promise<OfaPipeline> {
-    const { stat } = await import('node:fs/promises');
-    await stat(weights).catch((error: unknown) => {
-      throw new Error(`weights ${weights}: ${fsReason(error)}`);
-    });
+  static async load(source: ModelSource = DEFAULT_MODEL, options: OfaPipelineOptions = {}): Promise<OfaPipeline> {
+    const weights = sourceLabel(source);
+    if (isLocation(source) && !isFetched(source)) {
+      const { stat } = await import('node:fs/promises');
+      await stat(source).catch((error: unknown) => {
+        throw new Error(`weights ${weights}: ${fsReason(error)}`);
+      });
+    }
     const requestedSize = options.imageSize === undefined ? undefined : checkImageSize(options.imageSize, 'OfaPipeline');
     const exits = resolveExitSettings(options.exits, 'OfaPipeline exits');
     const tokenizer = options.tokenizer ?? (await OfaTokenizer.load());
@@ -339,7 +359,7 @@ export class OfaPipeline {
     const ownsBackend = typeof given === 'string';
     let model: OfaModel | undefined;
     try {
-      model = await OfaModel.load(backend, weights, { onProgress: options.onProgress, encoderMode: options.encoderMode });
+      model = await OfaModel.load(backend, source, { onProgress: options.onProgress, encoderMode: options.encoderMode });
       const { vocabSize } = model.config;
       if (vocabSize !== tokenizer.vocabSize) {
         throw new Error(
@@ -349,7 +369,7 @@ export class OfaPipeline {
             `only; the shipped demo model weights/ofa-tiny-demo runs end to end)`,
         );
       }
-      const imageSize = requestedSize ?? (await recordedImageSize(weights)) ?? defaultImageSize(model.config);
+      const imageSize = requestedSize ?? (await recordedImageSize(source)) ?? defaultImageSize(model.config);
       const grid = resnetOutputSize(imageSize);
       const buckets = model.config.imageBucketSize;
       if (grid > buckets) {
