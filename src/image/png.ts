@@ -11,6 +11,7 @@
  * (a 1×1 image whose data inflates to 1 GiB costs nothing here); `pako` does the inflating.
  */
 import { ZStream, Z_NO_FLUSH, Z_STREAM_END, zlibInflate, zlibInflateInit } from 'pako';
+import { crc32 } from '../io/crc32.js';
 import { checkImageSize, ImageDecodeError, indicesToRgb, pillowPalette, type RgbImage } from './errors.js';
 
 const SIGNATURE_LENGTH = 8;
@@ -38,22 +39,6 @@ const ADAM7_PASSES = [
   [0, 1, 1, 2],
 ] as const;
 const NO_INTERLACE = [[0, 0, 1, 1]] as const;
-
-const CRC_TABLE = (() => {
-  const table = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    table[n] = c >>> 0;
-  }
-  return table;
-})();
-
-function crc32(bytes: Uint8Array): number {
-  let crc = 0xffffffff;
-  for (const byte of bytes) crc = CRC_TABLE[(crc ^ byte) & 0xff]! ^ (crc >>> 8);
-  return (crc ^ 0xffffffff) >>> 0;
-}
 
 interface PngHeader {
   width: number;

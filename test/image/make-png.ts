@@ -3,18 +3,7 @@
  * so that tests and fuzz seeds can make exactly the file (or the damage) they need.
  */
 import { constants as zlibConstants, deflateRawSync, deflateSync } from 'node:zlib';
-
-const CRC_TABLE = Uint32Array.from({ length: 256 }, (_, n) => {
-  let c = n;
-  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-  return c >>> 0;
-});
-
-export function crc32(bytes: Uint8Array): number {
-  let crc = 0xffffffff;
-  for (const byte of bytes) crc = CRC_TABLE[(crc ^ byte) & 0xff]! ^ (crc >>> 8);
-  return (crc ^ 0xffffffff) >>> 0;
-}
+import { crc32 } from '../../src/io/crc32.js';
 
 export function pngChunk(type: string, data: Uint8Array): Uint8Array {
   const chunk = new Uint8Array(12 + data.length);
@@ -49,6 +38,7 @@ function packSamples(samples: readonly number[], depth: number): number[] {
   return bytes;
 }
 
+/** Adam7 passes as [first column, first row, column step, row step], written out apart from the decoder's on purpose. */
 const ADAM7_PASSES = [
   [0, 0, 8, 8],
   [4, 0, 8, 8],

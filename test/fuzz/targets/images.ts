@@ -7,7 +7,8 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { constants as zlibConstants, inflateSync } from 'node:zlib';
 import { decodeImage, ImageDecodeError } from '../../../src/image/decode.js';
-import { concat, crc32, encodePng, pngChunk, smallPng, withHeader, zerosZlibStream } from '../../image/make-png.js';
+import { crc32 } from '../../../src/io/crc32.js';
+import { concat, encodePng, pngChunk, smallPng, withHeader, zerosZlibStream } from '../../image/make-png.js';
 import type { FuzzCase, FuzzTarget } from '../target.js';
 
 const FIXTURES = new URL('../../fixtures/', import.meta.url);
