@@ -115,10 +115,7 @@ function readHeader(bytes: Uint8Array, label: string): BmpHeader {
     if (dataOffset === paletteAt) dataOffset += 4 * colours;
     const stored = bytes.subarray(paletteAt, paletteAt + entryBytes * colours);
     // Pillow refuses more than 256 entries of palette data, unless they are a grey ramp.
-    const greyRamp = Array.from({ length: stored.length / entryBytes | 0 }, (_, i) => i).every((i) =>
-      [0, 1, 2].every((c) => stored[i * entryBytes + c] === (colours === 2 ? i * 255 : i & 255)),
-    );
-    if (stored.length > 256 * entryBytes && !greyRamp) {
+    if (stored.length > 256 * entryBytes && !isGreyRamp(stored, entryBytes)) {
       throw new ImageDecodeError(label, `unsupported BMP: a palette of ${colours} colours (${stored.length} bytes from byte ${paletteAt}); at most 256 are used`);
     }
     palette = pillowPalette(stored.subarray(0, entryBytes * 256), entryBytes, true);
@@ -126,6 +123,15 @@ function readHeader(bytes: Uint8Array, label: string): BmpHeader {
   }
   if (dataOffset === 0) dataOffset = Math.min(readTo, bytes.length);
   return { width, height, topDown, bits, compression, masks, palette, dataOffset };
+}
+
+/** Whether every palette entry i is (i, i, i) (modulo 256): Pillow reads such a BMP as grey, without a palette. */
+function isGreyRamp(palette: Uint8Array, entryBytes: number): boolean {
+  for (let at = 0; at + 2 < palette.length; at += entryBytes) {
+    const grey = (at / entryBytes) & 255;
+    if (palette[at] !== grey || palette[at + 1] !== grey || palette[at + 2] !== grey) return false;
+  }
+  return true;
 }
 
 /** A channel's value scaled to 8 bits as Pillow's unpackers do (`value * 255 / max`, truncated). */

@@ -3,6 +3,7 @@
  * integer IDCT, "fancy" interpolated chroma upsampling), and so do we: libjpeg-turbo 2.1.5's
  * decompressor built for WebAssembly (scripts/libjpeg-turbo-wasm/, inlined in
  * `wasm/libjpeg-turbo.wasm.ts`), driven as Pillow's JpegDecode.c drives it.
+ *
  * Grey and YCbCr images come out as RGB from libjpeg-turbo itself; CMYK and YCCK images come out
  * as CMYK, which Pillow reads as inverted (Adobe's convention, rawmode "CMYK;I") and converts
  * with its own formula.
@@ -29,15 +30,9 @@ const Marker = {
   TEM: 0x01,
 } as const;
 
-/** Frame types libjpeg-turbo decodes: baseline, extended and progressive, Huffman or arithmetic. */
-const SUPPORTED_FRAMES = new Map([
-  [0xc0, 'baseline'],
-  [0xc1, 'extended sequential'],
-  [0xc2, 'progressive'],
-  [0xc9, 'arithmetic sequential'],
-  [0xca, 'arithmetic progressive'],
-]);
+/** Frame types libjpeg-turbo decodes: baseline, extended sequential and progressive with Huffman coding, then the last two with arithmetic coding. */
 const HUFFMAN_FRAMES = new Set([0xc0, 0xc1, 0xc2]);
+const SUPPORTED_FRAMES = new Set([...HUFFMAN_FRAMES, 0xc9, 0xca]);
 
 const isStartOfFrame = (marker: number): boolean =>
   marker >= 0xc0 && marker <= 0xcf && marker !== Marker.DHT && marker !== Marker.JPG && marker !== Marker.DAC;
@@ -53,8 +48,7 @@ interface JpegFrame {
 
 /** Parses a start-of-frame segment's payload (after the length field). */
 function readFrame(bytes: Uint8Array, marker: number, at: number, length: number, label: string): JpegFrame {
-  const kind = SUPPORTED_FRAMES.get(marker);
-  if (kind === undefined) {
+  if (!SUPPORTED_FRAMES.has(marker)) {
     throw new ImageDecodeError(label, `unsupported JPEG: frame type ${hex(marker)} at byte ${at} (lossless or hierarchical) is not supported`);
   }
   const body = at + 4;
