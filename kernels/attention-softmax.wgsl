@@ -28,6 +28,9 @@ struct Params {
   causal: u32,
   // The sample of the scores' first row (batches whose scores exceed a binding come in chunks).
   firstSample: u32,
+  // Query rows of the bias per head: tq, or fewer when the query rows of several samples that
+  // share their keys attend as one sample's (query row i reads bias row i % biasRows).
+  biasRows: u32,
 }
 
 override WORKGROUP_SIZE: u32 = 8u;
@@ -93,7 +96,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     visible = u32(clamp(i32(query) + i32(params.tk) - i32(params.tq) + 1, 0, i32(params.tk)));
   }
   let row = Row((headRow * params.tq + query) * params.quadsPerRow,
-                sample * params.biasSampleStride + (head * params.tq + query) * params.tk,
+                sample * params.biasSampleStride + (head * params.biasRows + query % params.biasRows) * params.tk,
                 sample * params.kvSampleStep * params.tk, visible);
 
   // Per vec4 lane: the maximum of its keys and the sum of their exp(score − maximum), rescaled

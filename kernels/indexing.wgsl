@@ -10,6 +10,7 @@ struct Params {
   // copyBlock: p0 = block length × inner, p1 = source axis × inner, p2 = destination axis × inner,
   //            p3 = source start × inner, p4 = destination start × inner
   // transpose: p0..p3 = output dims (rank padded to 4 in front), p4..p7 = source strides per output dim
+  // concatPair: p0 = the first source's block per outer index (its axis length × inner), p1 = the second's
   p0: u32, p1: u32, p2: u32, p3: u32, p4: u32, p5: u32, p6: u32, p7: u32,
 }
 
@@ -86,4 +87,30 @@ fn transpose(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) gro
   let c1 = (i / (params.p3 * params.p2)) % params.p1;
   let c0 = i / (params.p3 * params.p2 * params.p1);
   destination[i] = OutElement(source[c0 * params.p4 + c1 * params.p5 + c2 * params.p6 + c3 * params.p7]);
+}
+
+// concatPair: two tensors joined along an axis in one dispatch (a decoding step's key/value cache
+// and its new token): each outer index's block of the output is the first source's block, then
+// the second's. Elements may be vec4s, as in copyBlock. The second source takes binding 3, which
+// is gather's ids elsewhere: no entry point uses both.
+@group(0) @binding(3) var<storage, read> second: array<Element>;
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn concatPair(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+  if (gate_closed()) {
+    return;
+  }
+  let i = invocation(wid, groups, lid);
+  if (i >= params.size) {
+    return;
+  }
+  let block = params.p0 + params.p1;
+  let outer = i / block;
+  let within = i % block;
+  if (within < params.p0) {
+    destination[i] = OutElement(source[outer * params.p0 + within]);
+  } else {
+    destination[i] = OutElement(second[outer * params.p1 + within - params.p0]);
+  }
 }

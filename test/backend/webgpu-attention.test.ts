@@ -97,6 +97,10 @@ const CASES: Case[] = [
   // Decoder cross-attention: one query per beam over encoder states shared by the beams.
   { batch: 5, tq: 1, tk: 268, heads: 4, headDim: 64, sharedKv: true, padding: 0.1 },
   { batch: 5, tq: 1, tk: 268, heads: 4, headDim: 64, sharedKv: true, bias: 'batched' },
+  // With the shared position bias, the beams attend as the query rows of one sample (bias rows
+  // repeating per sample); also with several queries per sample and odd sizes.
+  { batch: 5, tq: 1, tk: 268, heads: 4, headDim: 64, sharedKv: true, bias: 'shared', padding: 0.1 },
+  { batch: 3, tq: 7, tk: 45, heads: 2, headDim: 12, sharedKv: true, bias: 'shared', padding: 0.2 },
   // Decoder self-attention over the cache (causal admits every cached key for the newest query).
   { batch: 5, tq: 1, tk: 16, heads: 4, headDim: 64, causal: true },
   // Odd sizes: tiny and odd head dims, more queries than keys (early queries see no key: zeros).

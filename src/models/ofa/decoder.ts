@@ -490,6 +490,9 @@ export function padRows(config: OfaConfig, ids: readonly (readonly number[])[], 
   return { flat, batch, length };
 }
 
+/** Positions whose biases a decoding session computes at first: OFA's captions take 17 steps. */
+const FIRST_POSITION_BIASES = 32;
+
 /**
  * Incremental decoding (§5.5) of sequences attending to one encoder output: `beams` sequences per
  * sample of it (a batch of S requests gives S·beams sequences, sample-major). Each step feeds one
@@ -512,8 +515,13 @@ export class DecodingSession {
   readonly #self: (SelfAttentionCache | undefined)[];
   /** Per layer and sequence, the layer whose cross-attention keys it reads. */
   readonly #crossLayers: number[][];
-  /** `[H, t, dh]`: self-attention position keys of positions 0 … t − 1, grown each step. */
-  #selfPositionKeys: Tensor | undefined;
+  /**
+   * The position biases (§5.2) of positions 0 … P − 1: self `[H, P, P]`, cross `[H, P, N]`. They
+   * depend on positions only, so they are computed for the first step and again for twice as many
+   * positions when the sequences outgrow them; each step slices out its query row (3 dispatches
+   * instead of the 14 that compute a row).
+   */
+  #positionBiases: { positions: number; self: Tensor; cross: Tensor } | undefined;
   #batch: number;
   #length = 0;
 
@@ -558,19 +566,33 @@ export class DecodingSession {
       throw new Error(`decoding session: expected ${this.#batch} tokens (one per sequence), got ${tokens.length}`);
     }
     const decoder = this.#decoder;
-    checkTextLength(decoder.config, this.#length + 1, 'decoder sequence');
+    const t = this.#length;
+    checkTextLength(decoder.config, t + 1, 'decoder sequence');
     const hidden = decoder.embed(tokens, this.#batch, 1);
-    const position = decoder.decoderPositions(this.#length, 1);
-    const newKeys = decoder.selfPositionKeys(position);
-    const previousKeys = this.#selfPositionKeys;
-    this.#selfPositionKeys = previousKeys ? decoder.backend.concat([previousKeys, newKeys], 1) : newKeys;
-    if (previousKeys) {
-      previousKeys.dispose();
-      newKeys.dispose();
-    }
-    const pass = decoder.pass(position, this.#selfPositionKeys, this.#memory);
-    position.dispose();
-    return { hidden, pass };
+    const biases = this.#positionBiasesFor(t);
+    const { backend } = decoder;
+    const pass = backend.tidy(() => ({
+      selfPositionBias: backend.slice(backend.slice(biases.self, 1, t, t + 1), 2, 0, t + 1),
+      crossPositionBias: backend.slice(biases.cross, 1, t, t + 1),
+    }));
+    return { hidden, pass: { ...pass, selfRelativeIndex: decoder.positions.decoderRelativeIndex(1, t + 1) } };
+  }
+
+  /** `#positionBiases`, covering position `t`. */
+  #positionBiasesFor(t: number): { self: Tensor; cross: Tensor } {
+    const known = this.#positionBiases;
+    if (known && t < known.positions) return known;
+    const decoder = this.#decoder;
+    const positions = Math.min(decoder.config.maxPositions, Math.max(FIRST_POSITION_BIASES, 2 * (known?.positions ?? 0), t + 1));
+    const rows = decoder.decoderPositions(0, positions);
+    const keys = decoder.selfPositionKeys(rows);
+    const pass = decoder.pass(rows, keys, this.#memory);
+    rows.dispose();
+    keys.dispose();
+    known?.self.dispose();
+    known?.cross.dispose();
+    this.#positionBiases = { positions, self: pass.selfPositionBias, cross: pass.crossPositionBias };
+    return this.#positionBiases;
   }
 
   /** Layer `l` for this step, appending its keys and values to the layer's cache. */
@@ -700,7 +722,8 @@ export class DecodingSession {
       entry?.keys.dispose();
       entry?.values.dispose();
     }
-    this.#selfPositionKeys?.dispose();
+    this.#positionBiases?.self.dispose();
+    this.#positionBiases?.cross.dispose();
     this.#memory.dispose();
   }
 

@@ -65,6 +65,14 @@ interface AttentionOperands {
   mask?: Binding;
 }
 
+/**
+ * Sizes as the kernels see them. `samplesAsRows`: the query rows of that many samples attend as
+ * the rows of one sample (`tq` holds them all); the bias holds `tq / samplesAsRows` rows per head.
+ */
+interface AttendSizes extends AttentionSizes {
+  samplesAsRows?: number;
+}
+
 export function attention(ctx: KernelContext, q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions): Tensor {
   const sizes = attentionSizes(q, k, v, options);
   const perSample = sampleOperands(ctx, q, k, v, options, sizes);
@@ -76,7 +84,18 @@ export function attention(ctx: KernelContext, q: Tensor, k: Tensor, v: Tensor, o
     bias: options.bias && biasPart,
     mask: options.keyPaddingMask && maskPart,
   });
-  if (chunks?.length === 1) return attend(ctx, operandsOf(chunks[0]!.bindings), options, sizes);
+  if (chunks?.length === 1) {
+    // Samples that share one key/value sample (beams over one encoder output) attend as the query
+    // rows of one sample: each head's GEMMs see M = samples·Tq rows at once instead of Tq per
+    // sample (a decoding step's cross-attention: one GEMM of 5 rows per head, not 5 of 1 row
+    // padded to 4), and the bias rows repeat per sample. Causal masks align each sample's queries
+    // with its own keys, so they keep samples apart. The method is chosen per sample, so that a
+    // sample's result does not depend on how many attend with it (MuE runs subsets of the beams).
+    const folded: AttendSizes = { ...sizes, batch: 1, tq: sizes.batch * sizes.tq, sharedKv: false, samplesAsRows: sizes.batch };
+    const foldable = sizes.sharedKv && !options.causal && !sizes.batchedBias && attentionMethod(ctx, sizes) === 'gemm' && samplesPerChunk(ctx, folded) === 1;
+    if (foldable) return gemmAttention(ctx, operandsOf(chunks[0]!.bindings), options, folded);
+    return attend(ctx, operandsOf(chunks[0]!.bindings), options, sizes);
+  }
   const out = ctx.output([sizes.batch, sizes.tq, q.shape[2]!]);
   if (!chunks) {
     attendByHeads(ctx, q, k, v, options, sizes, out);
@@ -198,7 +217,7 @@ function samplesPerChunk(ctx: KernelContext, { batch, heads, tq, tk }: Attention
 /** Query rows per workgroup of the row kernel: one 8-lane SIMD chunk of a software adapter. */
 const SOFTMAX_WORKGROUP_SIZE = 8;
 
-function gemmAttention(ctx: KernelContext, operands: AttentionOperands, options: AttentionOptions, sizes: AttentionSizes): Tensor {
+function gemmAttention(ctx: KernelContext, operands: AttentionOperands, options: AttentionOptions, sizes: AttendSizes): Tensor {
   const { batch } = sizes;
   const chunk = samplesPerChunk(ctx, sizes);
   if (chunk >= batch) return gemmAttentionChunk(ctx, operands, options, sizes, 0, batch);
@@ -216,11 +235,12 @@ function gemmAttentionChunk(
   ctx: KernelContext,
   { q, k, v, bias, mask }: AttentionOperands,
   options: AttentionOptions,
-  sizes: AttentionSizes,
+  sizes: AttendSizes,
   first: number,
   samples: number,
 ): Tensor {
   const { heads, headDim, tq, tk } = sizes;
+  const samplesAsRows = sizes.samplesAsRows ?? 1;
   const width = heads * headDim;
   const entries = samples * heads;
   const kvStep = sizes.sharedKv ? 0 : 1;
@@ -255,6 +275,7 @@ function gemmAttentionChunk(
       u32(mask ? 1 : 0),
       u32(options.causal ? 1 : 0),
       u32(first),
+      u32(tq / samplesAsRows),
     ],
     bindings: [scores, bias ?? ctx.placeholder('f32'), mask ?? ctx.placeholder('i32')],
     workgroups: [Math.ceil(tq / SOFTMAX_WORKGROUP_SIZE), entries],
@@ -270,7 +291,7 @@ function gemmAttentionChunk(
     b: v,
     constants: { A_ALIGNED: 1, B_ALIGNED: headAligned, OUTPUT_GROUPS: heads },
     transposeB: false,
-    outShape: [samples, tq, width],
+    outShape: [samples * samplesAsRows, tq / samplesAsRows, width],
   });
   scores.dispose();
   return out;

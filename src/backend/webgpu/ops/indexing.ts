@@ -131,6 +131,21 @@ export function slice(ctx: KernelContext, x: Tensor, axis: number, start: number
 export function concat(ctx: KernelContext, xs: readonly Tensor[], axis: number): Tensor {
   const sizes = concatSizes(xs, axis);
   const out = ctx.output(sizes.outShape, xs[0]!.dtype);
+  const [first, second] = xs;
+  const bindsWhole = (t: Tensor): boolean => (t.storage as GPUBuffer).size <= ctx.maxBindingBytes;
+  if (xs.length === 2 && [first!, second!, out].every(bindsWhole)) {
+    // One dispatch for two tensors (the key/value cache and a step's new token), not one each.
+    const blocks = [first!, second!].map((x) => x.shape[sizes.axis]! * sizes.inner);
+    const width = blocks.every((n) => n % 4 === 0) ? 4 : 1;
+    const size = out.size / width;
+    ctx.record({
+      variant: variant('concatPair', first!.dtype, out.dtype, width),
+      params: params(size, blocks.map((n) => n / width)),
+      bindings: [first!, out, second!],
+      workgroups: ctx.grid(Math.ceil(size / WORKGROUP_SIZE)),
+    });
+    return out;
+  }
   let offset = 0;
   for (const x of xs) {
     const length = x.shape[sizes.axis]!;
