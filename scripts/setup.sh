@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian bookworm machine lacks to build and test the engine:
 # Mesa ≥ 23 (lavapipe, the software Vulkan driver WebGPU runs on without a GPU) from
-# bookworm-backports, the Vulkan loader, then the npm dependencies and the build.
+# bookworm-backports, the Vulkan loader, Chromium and Firefox ESR (the browser tests), then the
+# npm dependencies and the build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +24,21 @@ if [ "$(mesa_major || true)" = "" ] || [ "$(mesa_major)" -lt 23 ] || ! dpkg-quer
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${target[@]}" mesa-vulkan-drivers libvulkan1 >/dev/null
   else
     echo "setup: install Mesa ≥ 23 (mesa-vulkan-drivers) and the Vulkan loader with your package manager" >&2
+  fi
+fi
+
+# The browser tests (test/browser/) drive Debian's own Chromium and Firefox ESR through
+# puppeteer-core with their system executables: no browser is downloaded.
+missing_browsers=()
+for package in chromium firefox-esr; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing_browsers+=("$package")
+done
+if [ ${#missing_browsers[@]} -gt 0 ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing_browsers[@]}" >/dev/null
+  else
+    echo "setup: install Chromium and Firefox ESR (the browser tests) with your package manager" >&2
   fi
 fi
 

@@ -1,9 +1,12 @@
+/// <reference types="@webgpu/types" preserve="true" />
 /**
  * mue-engine's public API. Most callers need only `OfaPipeline` (caption and entail images, with
  * MuE early exits through the `exits` option); the layers below it are exported for embedding,
  * testing and tools: MuE's exit machinery, the OFA model and its step decoder, the generators, the
  * two backends, tensors, the tokenizer, image preprocessing, checkpoint I/O, conversion and golden
- * verification.
+ * verification. The WebGPU types (`GPUDevice`, …) come from `@webgpu/types`, a dependency: the
+ * reference above carries them into the declarations, so a TypeScript project compiles against
+ * them without `skipLibCheck`.
  */
 
 // ---- high level -----------------------------------------------------------------------------

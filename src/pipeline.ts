@@ -46,7 +46,7 @@ import { type ExitReport, type StreamReport, exitReport } from './mue/report.js'
 import type { Tensor } from './tensor.js';
 import { OfaTokenizer } from './text/bpe.js';
 import { DEFAULT_MODEL } from './assets.js';
-import { type FileLocation, FileReadError, childOf, exists, isFetched, locationLabel, parentOf, readText } from './io/location.js';
+import { type FileLocation, FileReadError, childOf, exists, isFetched, locationLabel, parentOf, readBytes, readText } from './io/location.js';
 
 export type BackendName = Backend['name'];
 
@@ -155,10 +155,11 @@ export function resolveExitSettings(settings: ExitSettings | false | undefined, 
 }
 
 /**
- * An image file's path, the bytes of a PNG, JPEG, WebP, GIF or BMP, or an image already decoded
- * (by `decodeImage`, e.g. with another `maxPixels`, or from a canvas).
+ * An image file (a path, or a URL: fetched in browsers), the bytes of a PNG, JPEG, WebP, GIF or
+ * BMP (a `Uint8Array`, or a `Blob` such as a `File` dropped on a page), or an image already
+ * decoded (by `decodeImage`, e.g. with another `maxPixels`, or from a canvas).
  */
-export type ImageInput = string | Uint8Array | RgbImage;
+export type ImageInput = string | URL | Uint8Array | Blob | RgbImage;
 
 /** Wall-clock times of one request, in milliseconds. */
 export interface Timing {
@@ -605,14 +606,17 @@ export class OfaPipeline {
     const start = performance.now();
     const size = this.imageSize;
     let pixels: Float32Array;
-    if (typeof image === 'string') {
-      const { readFile } = await import('node:fs/promises');
-      const bytes = await readFile(image).catch((error: unknown) => {
-        throw new Error(`image ${image}: ${fsReason(error)}`);
+    if (typeof image === 'string' || image instanceof URL) {
+      const label = locationLabel(image);
+      const bytes = await readBytes(image).catch((error: unknown) => {
+        throw new Error(`image ${label}: ${error instanceof FileReadError ? error.reason : String(error)}`);
       });
-      pixels = (await preprocessImage(bytes, size, image)).pixels;
+      pixels = (await preprocessImage(bytes, size, label)).pixels;
     } else if (image instanceof Uint8Array) {
       pixels = (await preprocessImage(image, size, 'image')).pixels;
+    } else if (image instanceof Blob) {
+      const label = image instanceof File ? image.name : 'image';
+      pixels = (await preprocessImage(new Uint8Array(await image.arrayBuffer()), size, label)).pixels;
     } else {
       pixels = toModelInput(resizeBicubic(image, size, size));
     }

@@ -54,7 +54,11 @@ export function verifyCommand(io: CliIo): Command {
     )
     .action(async (dir: string | undefined, flags: VerifyFlags) => {
       const golden = dir ?? GOLDEN_MODEL;
-      await requirePath(golden, 'golden folder');
+      await requirePath(golden, 'golden folder').catch((error: unknown) => {
+        if (dir !== undefined) throw error;
+        // The npm package leaves the golden set out (39 MB of test data): it is in the repository.
+        throw new Error(`${(error as Error).message}: the golden set ships with the source repository, not the npm package; pass its folder (weights/ofa-tiny-random of a clone)`);
+      });
       const backend = await openBackend(io, flags.backend);
       try {
         const started = performance.now();

@@ -8,7 +8,6 @@
  * reader passes its own error class (`SafetensorsError`, `ZipError`, ...) so that callers see
  * one error type per format.
  */
-import type { FileHandle } from 'node:fs/promises';
 
 /** Random access to the bytes of a file, wherever they live (disk, memory, HTTP range requests). */
 export interface ByteSource {
@@ -21,8 +20,14 @@ export interface ByteSource {
 /** The error class a reader wants its byte-level failures reported as. */
 export type ErrorClass = new (message: string) => Error;
 
-/** The part of Node's `FileHandle` a file source uses; tests substitute their own. */
-export type PositionedReader = Pick<FileHandle, 'read' | 'close'>;
+/**
+ * The part of Node's `FileHandle` a file source uses (tests substitute their own), spelled out so
+ * that the library's type declarations need no Node types (a browser project has none).
+ */
+export interface PositionedReader {
+  read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
+  close(): Promise<void>;
+}
 
 /** Node refuses single reads and writes above 2 GiB − 1; stay well below. */
 export const MAX_IO_CHUNK_BYTES = 1 << 30;
