@@ -18,7 +18,7 @@
  */
 import type { Backend } from './backend/backend.js';
 import { CpuBackend } from './backend/cpu/cpu-backend.js';
-import { beamSearch, maxGenerationLength, type BeamSearchOptions } from './generate/beam-search.js';
+import { beamSearchBatch, maxGenerationLength, type BeamSearchOptions } from './generate/beam-search.js';
 import {
   CAPTION_PROMPT,
   ENTAILMENT_ANSWERS,
@@ -39,10 +39,10 @@ import { resnetOutputSize } from './models/ofa/resnet.js';
 import { OfaStepDecoder } from './models/ofa/step-decoder.js';
 import type { LoadProgress } from './models/ofa/weights.js';
 import { type CacheFill, ExitingStepDecoder } from './mue/decoder-exits.js';
-import { encodeWithExits } from './mue/encoder-exits.js';
+import { encodeBatchWithExits } from './mue/encoder-exits.js';
 import type { DecisionScope, DecisionSite } from './mue/exit.js';
 import { decodeFullWithExits } from './mue/full-pass-exits.js';
-import { type ExitReport, type StreamReport, exitReport } from './mue/report.js';
+import { type ExitReport, type StreamReport, exitReport, reportOfRows } from './mue/report.js';
 import type { Tensor } from './tensor.js';
 import { OfaTokenizer } from './text/bpe.js';
 import { DEFAULT_MODEL } from './assets.js';
@@ -392,7 +392,17 @@ export class OfaPipeline {
   }
 
   /** §7.1: beam search over `[BOS] + bpe(" what does the image describe?") + [EOS]`, then `eval_caption`'s clean-up. */
-  caption(image: ImageInput, options: CaptionOptions = {}): Promise<CaptionResult> {
+  async caption(image: ImageInput, options: CaptionOptions = {}): Promise<CaptionResult> {
+    return (await this.captionBatch([image], options))[0]!;
+  }
+
+  /**
+   * `caption` for several images at once: one forward pass over the batch (encoder rows, and the
+   * beams of every image in one decoder batch; an image whose search has finished leaves it), the
+   * same results as one call per image. Each result carries its image's `exitReport` and the
+   * batch's `timing`.
+   */
+  captionBatch(images: readonly ImageInput[], options: CaptionOptions = {}): Promise<CaptionResult[]> {
     return this.#exclusive(async () => {
       const { exits: requested, ...searchOptions } = options;
       const beamSize = searchOptions.beamSize ?? 5;
@@ -400,31 +410,51 @@ export class OfaPipeline {
         throw new RangeError(`caption: beam size must be a positive integer, got ${beamSize}`);
       }
       const exits = this.#exitsOf(requested, 'caption');
-      const start = performance.now();
-      const promptTokens = this.#prompt(CAPTION_PROMPT, 'caption prompt');
-      const search = { ...searchOptions, sourceLength: promptTokens.length };
-      // The length limit the decoder's threshold schedule follows (validated before any image work).
-      const maxLen = maxGenerationLength(search);
-      // beamSearch keeps min(beam, V − 1) sequences alive; the decoder holds that many from step 0.
-      const beams = Math.min(beamSize, this.config.vocabSize - 1);
-      this.#checkBeamsFit(1, beams, maxLen);
-      const { encoded, preprocessMs, encoderMs, encoderReports } = await this.#encode(image, promptTokens, exits);
-      const decodeStart = performance.now();
-      let decoder: OfaStepDecoder | undefined;
-      try {
-        decoder = exits
-          ? new ExitingStepDecoder(this.model, encoded, beams, {
-              threshold: exits.decoder,
-              maxLen,
-              site: exits.site,
-              scope: exits.scope,
-              fill: exits.cacheFill,
-            })
-          : new OfaStepDecoder(this.model, encoded, beams);
-        const hypotheses = await beamSearch(decoder, search);
-        const best = hypotheses[0];
-        if (best === undefined) throw await this.#failure('caption: beam search ended without a finished hypothesis', encoded);
-        const decoderMs = performance.now() - decodeStart;
+      if (images.length === 0) return [];
+      // One decision over a request's beams is the authors' rule for one request: run them one by one.
+      if (exits?.scope === 'batch' && images.length > 1) {
+        const results: CaptionResult[] = [];
+        for (const image of images) results.push(...(await this.#captionBatch([image], searchOptions, exits)));
+        return results;
+      }
+      return this.#captionBatch(images, searchOptions, exits);
+    });
+  }
+
+  async #captionBatch(images: readonly ImageInput[], searchOptions: Omit<CaptionOptions, 'exits'>, exits?: ResolvedExitSettings): Promise<CaptionResult[]> {
+    const start = performance.now();
+    const promptTokens = this.#prompt(CAPTION_PROMPT, 'caption prompt');
+    const search = { ...searchOptions, sourceLength: promptTokens.length };
+    // The length limit the decoder's threshold schedule follows (validated before any image work).
+    const maxLen = maxGenerationLength(search);
+    // beamSearch keeps min(beam, V − 1) sequences alive per image; the decoder holds that many from step 0.
+    const beams = Math.min(searchOptions.beamSize ?? 5, this.config.vocabSize - 1);
+    this.#checkBeamsFit(images.length, beams, maxLen);
+    const { encoded, imageOf, preprocessMs, encoderMs, encoderReports } = await this.#encode(
+      images,
+      images.map(() => promptTokens),
+      exits,
+    );
+    const decodeStart = performance.now();
+    let decoder: OfaStepDecoder | undefined;
+    try {
+      decoder = exits
+        ? new ExitingStepDecoder(this.model, encoded, beams, {
+            threshold: exits.decoder,
+            maxLen,
+            site: exits.site,
+            scope: exits.scope,
+            fill: exits.cacheFill,
+          })
+        : new OfaStepDecoder(this.model, encoded, beams);
+      const searches = await beamSearchBatch(decoder, images.length, search);
+      const decoderMs = performance.now() - decodeStart;
+      const batchTiming = timing(start, preprocessMs, encoderMs, decoderMs, decoder.length);
+      if (searches.some((hypotheses) => hypotheses[0] === undefined)) {
+        throw await this.#failure('caption: beam search ended without a finished hypothesis', encoded);
+      }
+      return searches.map((hypotheses, b) => {
+        const best = hypotheses[0]!;
         const tokens = Array.from(best.tokens);
         const rawText = this.tokenizer.decode(tokens);
         const result: CaptionResult = {
@@ -433,84 +463,119 @@ export class OfaPipeline {
           tokens,
           score: best.score,
           positionalScores: Array.from(best.positionalScores),
-          timing: timing(start, preprocessMs, encoderMs, decoderMs, decoder.length),
+          timing: batchTiming,
         };
         if (exits && decoder instanceof ExitingStepDecoder) {
           const stepper = decoder;
-          const thresholds = stepper.reports.map((_, step) => stepper.stepThreshold(step));
-          result.exitReport = this.#exitReport(exits, encoderReports!, stepper.reports, thresholds, result.timing);
+          const steps = stepper.reportsOf(b);
+          const thresholds = steps.map((_, step) => stepper.stepThreshold(step));
+          const encoder = this.#encoderReportsOf(encoderReports!, b, imageOf, patchesOf(encoded), promptTokens.length);
+          result.exitReport = this.#exitReport(exits, encoder, steps, thresholds, batchTiming);
         }
         return result;
-      } finally {
-        decoder?.dispose();
-        encoded.dispose();
-      }
-    });
+      });
+    } finally {
+      decoder?.dispose();
+      encoded.dispose();
+    }
   }
 
   /**
    * §7.3: the decoder runs once over `[BOS] + prompt` (no EOS); the label is the best of the
    * answers " yes", " no", " maybe" at the last position.
    */
-  entail(image: ImageInput, hypothesis: string, options: EntailmentOptions = {}): Promise<EntailmentResult> {
+  async entail(image: ImageInput, hypothesis: string, options: EntailmentOptions = {}): Promise<EntailmentResult> {
+    const { exits, ...request } = options;
+    return (await this.entailBatch([{ image, hypothesis, ...request }], exits === undefined ? {} : { exits }))[0]!;
+  }
+
+  /**
+   * `entail` for several requests at once: one forward pass over the batch (hypotheses of
+   * different lengths padded, padding never reaching a request's output or exit decisions; an
+   * image shared by several requests is encoded once — in the decomposed encoder its stream runs
+   * once), the same results as one call per request. Each result carries its request's
+   * `exitReport` and the batch's `timing`.
+   */
+  entailBatch(
+    requests: ReadonlyArray<{ image: ImageInput; hypothesis: string; premise?: string }>,
+    options: { exits?: ExitSettings | false } = {},
+  ): Promise<EntailmentResult[]> {
     return this.#exclusive(async () => {
-      if (hypothesis.trim() === '') throw new Error('entail: the hypothesis is empty');
+      requests.forEach(({ hypothesis }, b) => {
+        if (hypothesis.trim() === '') throw new Error(`entail: the hypothesis${requests.length > 1 ? ` of request ${b}` : ''} is empty`);
+      });
       const exits = this.#exitsOf(options.exits, 'entail');
+      if (requests.length === 0) return [];
       const start = performance.now();
-      const what = options.premise === undefined ? 'hypothesis' : 'premise and hypothesis';
-      const promptTokens = this.#prompt(entailmentPrompt(hypothesis, options.premise), `entailment prompt (${what})`);
-      const { encoded, preprocessMs, encoderMs, encoderReports } = await this.#encode(image, promptTokens, exits);
+      const prompts = requests.map(({ hypothesis, premise }) => {
+        const what = premise === undefined ? 'hypothesis' : 'premise and hypothesis';
+        return this.#prompt(entailmentPrompt(hypothesis, premise), `entailment prompt (${what})`);
+      });
+      const { encoded, imageOf, preprocessMs, encoderMs, encoderReports } = await this.#encode(
+        requests.map((r) => r.image),
+        prompts,
+        exits,
+      );
       try {
         const decodeStart = performance.now();
-        const decoderIds = promptTokens.slice(0, -1);
-        let logProbs: Float32Array;
+        const decoderIds = prompts.map((tokens) => tokens.slice(0, -1));
+        const logitsAt = decoderIds.map((ids) => ids.length - 1);
+        let logProbs: Float32Array[];
         let decoderReport: StreamReport | undefined;
         if (exits) {
           // The authors' SNLI-VE evaluation: one teacher-forced pass over the prompt, one decision
-          // per layer over all its positions, against decoder_thres as given (no schedule).
-          const decoded = await decodeFullWithExits(this.model, encoded, [decoderIds], {
+          // per layer over all its positions, against decoder_thres as given (no schedule). Each
+          // request has one row, so its own decision is the 'batch' scope's too.
+          const decoded = await decodeFullWithExits(this.model, encoded, decoderIds, {
             threshold: exits.decoder,
             site: exits.site,
-            scope: exits.scope,
+            scope: requests.length > 1 ? 'per-sample' : exits.scope,
+            logitsAt,
           });
           try {
             decoderReport = decoded.report;
-            logProbs = await this.#lastPositionLogProbs(decoded.logits, decoderIds.length);
+            logProbs = await this.#logProbsOf(decoded.logits);
           } finally {
             decoded.dispose();
           }
         } else {
-          const decoded = this.model.decodeFull(encoded, [decoderIds]);
+          const decoded = this.model.decodeFull(encoded, decoderIds, { logitsAt });
           try {
-            logProbs = await this.#lastPositionLogProbs(decoded.logits, decoderIds.length);
+            logProbs = await this.#logProbsOf(decoded.logits);
           } finally {
             decoded.dispose();
           }
         }
         const decoderMs = performance.now() - decodeStart;
-        if (ENTAILMENT_ANSWERS.some(({ tokenId }) => !Number.isFinite(logProbs[tokenId]))) {
+        const batchTiming = timing(start, preprocessMs, encoderMs, decoderMs, Math.max(...decoderIds.map((ids) => ids.length)));
+        if (logProbs.some((scores) => ENTAILMENT_ANSWERS.some(({ tokenId }) => !Number.isFinite(scores[tokenId])))) {
           throw await this.#failure('entail: the answer scores are not finite', encoded);
         }
-        const reading = readEntailment(logProbs);
-        const answerOf = (label: EntailmentLabel): EntailmentAnswer => ANSWER_OF_LABEL.get(label)!;
-        const logProbOf = (label: EntailmentLabel): number => logProbs[answerOf(label).tokenId]!;
-        const result: EntailmentResult = {
-          label: reading.label,
-          answer: answerOf(reading.label).text,
-          probabilities: reading.probabilities,
-          logProbs: {
-            entailment: logProbOf('entailment'),
-            contradiction: logProbOf('contradiction'),
-            neutral: logProbOf('neutral'),
-          },
-          promptTokens,
-          truncated: entailmentTruncations(hypothesis, options.premise),
-          timing: timing(start, preprocessMs, encoderMs, decoderMs, decoderIds.length),
-        };
-        if (exits) {
-          result.exitReport = this.#exitReport(exits, encoderReports!, [decoderReport!], [exits.decoder], result.timing);
-        }
-        return result;
+        return requests.map((_, b) => {
+          const scores = logProbs[b]!;
+          const reading = readEntailment(scores);
+          const answerOf = (label: EntailmentLabel): EntailmentAnswer => ANSWER_OF_LABEL.get(label)!;
+          const logProbOf = (label: EntailmentLabel): number => scores[answerOf(label).tokenId]!;
+          const result: EntailmentResult = {
+            label: reading.label,
+            answer: answerOf(reading.label).text,
+            probabilities: reading.probabilities,
+            logProbs: {
+              entailment: logProbOf('entailment'),
+              contradiction: logProbOf('contradiction'),
+              neutral: logProbOf('neutral'),
+            },
+            promptTokens: prompts[b]!,
+            truncated: entailmentTruncations(requests[b]!.hypothesis, requests[b]!.premise),
+            timing: batchTiming,
+          };
+          if (exits) {
+            const encoder = this.#encoderReportsOf(encoderReports!, b, imageOf, patchesOf(encoded), prompts[b]!.length);
+            const decoder = reportOfRows(decoderReport!, [b], decoderIds[b]!.length);
+            result.exitReport = this.#exitReport(exits, encoder, [decoder], [exits.decoder], batchTiming);
+          }
+          return result;
+        });
       } finally {
         encoded.dispose();
       }
@@ -595,43 +660,58 @@ export class OfaPipeline {
   }
 
   /**
-   * Preprocesses the image and runs the encoder: the plain model, or with exits `encodeWithExits`
-   * (whose stream reports are read once the forward pass is done).
+   * One request's part of a batch's encoder reports: its text's row (weighted by its own
+   * length, not the batch's padded one) and its image's (a row of the decomposed image stream
+   * serves every request reading that image).
+   */
+  #encoderReportsOf(reports: StreamReport[], request: number, imageOf: readonly number[], patches: number, textLength: number): StreamReport[] {
+    const decomposed = this.config.encoderMode === 'decomposed';
+    return reports.map((report) => {
+      if (report.stream === 'image') return reportOfRows(report, [decomposed ? imageOf[request]! : request]);
+      if (report.stream === 'text') return reportOfRows(report, [request], decomposed ? textLength : 0);
+      return reportOfRows(report, [request], patches + textLength); // the joint stack
+    });
+  }
+
+  /**
+   * Preprocesses the images (each distinct one once: the same path or the same bytes object) and
+   * runs the encoder on the batch of texts: the plain model, or with exits `encodeBatchWithExits`
+   * (whose stream reports are read once the forward pass is done). `imageOf[b]` is text b's
+   * image among the distinct ones.
    */
   async #encode(
-    image: ImageInput,
-    promptTokens: readonly number[],
+    images: readonly ImageInput[],
+    prompts: readonly (readonly number[])[],
     exits?: ResolvedExitSettings,
-  ): Promise<{ encoded: EncoderOutput; preprocessMs: number; encoderMs: number; encoderReports?: StreamReport[] }> {
+  ): Promise<{ encoded: EncoderOutput; imageOf: number[]; preprocessMs: number; encoderMs: number; encoderReports?: StreamReport[] }> {
     const start = performance.now();
     const size = this.imageSize;
-    let pixels: Float32Array;
-    if (typeof image === 'string' || image instanceof URL) {
-      const label = locationLabel(image);
-      const bytes = await readBytes(image).catch((error: unknown) => {
-        throw new Error(`image ${label}: ${error instanceof FileReadError ? error.reason : String(error)}`);
-      });
-      pixels = (await preprocessImage(bytes, size, label)).pixels;
-    } else if (image instanceof Uint8Array) {
-      pixels = (await preprocessImage(image, size, 'image')).pixels;
-    } else if (image instanceof Blob) {
-      const label = image instanceof File ? image.name : 'image';
-      pixels = (await preprocessImage(new Uint8Array(await image.arrayBuffer()), size, label)).pixels;
-    } else {
-      pixels = toModelInput(resizeBicubic(image, size, size));
-    }
+    const distinct: ImageInput[] = [];
+    const imageOf = images.map((image) => {
+      const known = distinct.indexOf(image);
+      return known >= 0 ? known : distinct.push(image) - 1;
+    });
+    const plane = 3 * size * size;
+    const pixels = new Float32Array(distinct.length * plane);
+    for (const [i, image] of distinct.entries()) pixels.set(await this.#pixels(image), i * plane);
     const encodeStart = performance.now();
-    const input = this.backend.upload(pixels, [1, 3, size, size], 'f32');
+    const input = this.backend.upload(pixels, [distinct.length, 3, size, size], 'f32');
     try {
+      const batch = { pixels: input, texts: prompts, images: imageOf };
       let encoded: EncoderOutput;
       let encoderReports: StreamReport[] | undefined;
       if (exits) {
         const { image: imageThreshold, text, site, scope } = exits;
-        const result = await encodeWithExits(this.model, input, promptTokens, { image: imageThreshold, text, site, scope });
+        const result = await encodeBatchWithExits(this.model, batch, {
+          image: imageThreshold,
+          text,
+          site,
+          scope: prompts.length > 1 ? 'per-sample' : scope,
+        });
         encoded = result.output;
         encoderReports = result.reports;
       } else {
-        encoded = this.model.encode(input, promptTokens);
+        encoded = this.model.encodeBatch(batch);
       }
       try {
         await this.backend.sync();
@@ -639,29 +719,50 @@ export class OfaPipeline {
         encoded.dispose();
         throw error;
       }
-      return { encoded, preprocessMs: encodeStart - start, encoderMs: performance.now() - encodeStart, encoderReports };
+      return { encoded, imageOf, preprocessMs: encodeStart - start, encoderMs: performance.now() - encodeStart, encoderReports };
     } finally {
       input.dispose();
     }
   }
 
-  /** The log-softmax of the last position's logits of a teacher-forced pass (`[1, T, V]`), `[V]`. */
-  async #lastPositionLogProbs(logits: Tensor, length: number): Promise<Float32Array> {
+  /** One image as the model's input `[3, S, S]` (§3). */
+  async #pixels(image: ImageInput): Promise<Float32Array> {
+    const size = this.imageSize;
+    if (typeof image === 'string' || image instanceof URL) {
+      const label = locationLabel(image);
+      const bytes = await readBytes(image).catch((error: unknown) => {
+        throw new Error(`image ${label}: ${error instanceof FileReadError ? error.reason : String(error)}`);
+      });
+      return (await preprocessImage(bytes, size, label)).pixels;
+    }
+    if (image instanceof Uint8Array) return (await preprocessImage(image, size, 'image')).pixels;
+    if (image instanceof Blob) {
+      const label = image instanceof File ? image.name : 'image';
+      return (await preprocessImage(new Uint8Array(await image.arrayBuffer()), size, label)).pixels;
+    }
+    return toModelInput(resizeBicubic(image, size, size));
+  }
+
+  /** The log-softmax of one row of logits per request (`[B, 1, V]`), read back: `[V]` per request. */
+  async #logProbsOf(logits: Tensor): Promise<Float32Array[]> {
     const backend = this.backend;
-    const logProbs = backend.tidy(() => {
-      const last = backend.slice(logits, 1, length - 1, length);
-      return backend.logSoftmax(last.reshape([1, this.config.vocabSize]));
-    });
+    const vocabSize = this.config.vocabSize;
+    const batch = logits.shape[0]!;
+    const logProbs = backend.logSoftmax(logits.reshape([batch, vocabSize]));
     try {
       const values = await logProbs.read();
       if (!(values instanceof Float32Array)) {
         throw new Error(`entail: log-probabilities read back as ${logProbs.dtype}, expected f32`);
       }
-      return values;
+      return Array.from({ length: batch }, (_, b) => values.slice(b * vocabSize, (b + 1) * vocabSize));
     } finally {
       logProbs.dispose();
     }
   }
+}
+
+function patchesOf(encoded: EncoderOutput): number {
+  return encoded.imageGrid.rows * encoded.imageGrid.cols;
 }
 
 function timing(start: number, preprocessMs: number, encoderMs: number, decoderMs: number, decoderTokens: number): Timing {

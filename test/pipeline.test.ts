@@ -107,10 +107,10 @@ describe('OfaPipeline (CPU)', () => {
 
   it('runs concurrent requests one after another', async () => {
     const events: string[] = [];
-    const original = pipeline.model.encode.bind(pipeline.model);
-    const encode = vi.spyOn(pipeline.model, 'encode').mockImplementation((pixels, ids) => {
+    const original = pipeline.model.encodeBatch.bind(pipeline.model);
+    const encode = vi.spyOn(pipeline.model, 'encodeBatch').mockImplementation((batch) => {
       events.push('encode');
-      return original(pixels, ids);
+      return original(batch);
     });
     // From bytes: without a file read in between, unqueued requests would interleave their steps.
     const bytes = new Uint8Array(await readFile(IMAGE));

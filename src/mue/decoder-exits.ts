@@ -35,7 +35,7 @@ import type { EncoderOutput } from '../models/ofa/encoder.js';
 import type { OfaModel } from '../models/ofa/model.js';
 import { OfaStepDecoder } from '../models/ofa/step-decoder.js';
 import type { Tensor } from '../tensor.js';
-import { type DecisionScope, type DecisionSite, type ExitOptions, ExitTracker } from './exit.js';
+import { type DecisionScope, type DecisionSite, type ExitOptions, ExitTracker, mergeSamples, selectSamples } from './exit.js';
 import { type ExitReport, type StreamReport, exitReport, readStreamReport, reportOfRows } from './report.js';
 import { decoderThreshold } from './schedule.js';
 
@@ -92,19 +92,25 @@ export async function exitingStep(
   const tracker = new ExitTracker(backend, { threshold, site: options.site, scope: options.scope });
   const filler = new CacheFiller(backend, session, options);
   const step = session.begin(tokens);
+  const sequences = session.batch;
   let x = step.hidden;
   try {
     for (let l = 0; l < decoder.layerCount; l++) {
       const doneBefore = tracker.done;
+      const going = tracker.going(sequences);
       const before = session.cacheOf(l);
       let computed: SelfAttentionCache | undefined;
-      const next = await tracker.step(l, x, (h) => {
-        const out = session.computeLayer(l, h, step);
-        computed = out.self;
-        return out.hidden;
-      });
+      // On the host, the layer runs for the sequences still going only, and not at all once none is.
+      const next = tracker.finished
+        ? x
+        : await tracker.step(l, x, (h, some) => {
+            const out = session.computeLayer(l, h, step, some);
+            computed = out.self;
+            return out.hidden;
+          });
       // `x` is what layer l received: for the beams that had stopped, their exit state.
-      if (exits && doneBefore) await filler.fill(l, doneBefore, x, before, computed);
+      if (options.site === 'host' && going.length < sequences) hostFill(session, l, options.fill, going, computed, x, before);
+      else if (exits && doneBefore) filler.fill(l, doneBefore, x, before, computed!);
       else session.setCache(l, { self: computed! });
       if (next !== x) x.dispose();
       x = next;
@@ -165,6 +171,52 @@ function copyKeyValues(backend: Backend, kv: KeyValues): KeyValues {
   return { keys: whole(kv.keys), values: whole(kv.values) };
 }
 
+/**
+ * Decisions on the host: layer `l`'s cache after the sequences `going` ran it (`computed`, their
+ * self keys/values; none when no sequence did) and the others, stopped before it, skipped it:
+ * theirs is filled (`copy`: layer l − 1's, already the exit layer's; `project`: their rows before
+ * the step and this token's from their exit states in `x`), and the layer's rows are put together.
+ */
+function hostFill(
+  session: DecodingSession,
+  l: number,
+  fill: CacheFill,
+  going: readonly number[],
+  computed: SelfAttentionCache | undefined,
+  x: Tensor,
+  before: LayerCache,
+): void {
+  const backend = session.decoder.backend;
+  const stopped = Array.from({ length: session.batch }, (_, b) => b).filter((b) => !going.includes(b));
+  const own = session.cacheOf(l);
+  let filled: KeyValues;
+  let crossLayers = own.crossLayers;
+  if (fill === 'copy') {
+    const source = session.cacheOf(l - 1);
+    if (!source.self) throw new Error(`internal: layer ${l - 1} has no cache to copy`);
+    filled = computed ? source.self : copyKeyValues(backend, source.self);
+    crossLayers = own.crossLayers.map((layer, b) => (going.includes(b) ? layer : source.crossLayers[b]!));
+  } else {
+    filled = backend.tidy(() => {
+      const row = session.decoder.selfKeyValues(l, selectSamples(backend, x, stopped));
+      if (!before.self) return row;
+      const earlier = (t: Tensor): Tensor => selectSamples(backend, t, stopped);
+      return {
+        keys: backend.concat([earlier(before.self.keys), row.keys], 1),
+        values: backend.concat([earlier(before.self.values), row.values], 1),
+      };
+    });
+  }
+  if (!computed) return session.setCache(l, { self: filled, crossLayers });
+  const filledSequences = fill === 'copy' ? Array.from({ length: session.batch }, (_, b) => b) : stopped;
+  const self = {
+    keys: mergeSamples(backend, [[going, computed.keys], [filledSequences, filled.keys]]),
+    values: mergeSamples(backend, [[going, computed.values], [filledSequences, filled.values]]),
+  };
+  for (const t of [computed.keys, computed.values, ...(fill === 'copy' ? [] : [filled.keys, filled.values])]) t.dispose();
+  session.setCache(l, { self, crossLayers });
+}
+
 /** The cache fills of one step. */
 class CacheFiller {
   /** f32 `[B]` zeros and ones, for the inverted flags (made on first use). */
@@ -177,31 +229,18 @@ class CacheFiller {
   ) {}
 
   /**
-   * Stores layer `l`'s cache after the layer ran (`computed`: its self keys/values, unspecified
-   * for skipped beams; none when the host skipped the layer), filling it for the beams flagged in
-   * `doneBefore` from their exit states `exitState [B, 1, d]` and the cache `before` the layer.
+   * Decisions on the device: stores layer `l`'s cache after the layer ran (`computed`: its self
+   * keys/values, unspecified for skipped beams), filling it for the beams flagged in `doneBefore`
+   * from their exit states `exitState [B, 1, d]` and the cache `before` the layer.
    */
-  async fill(
-    l: number,
-    doneBefore: Tensor,
-    exitState: Tensor,
-    before: LayerCache,
-    computed: SelfAttentionCache | undefined,
-  ): Promise<void> {
+  fill(l: number, doneBefore: Tensor, exitState: Tensor, before: LayerCache, computed: SelfAttentionCache): void {
     const { backend, session } = this;
-    const discard = (kv: KeyValues | undefined): void => {
-      kv?.keys.dispose();
-      kv?.values.dispose();
+    const discard = (kv: KeyValues): void => {
+      kv.keys.dispose();
+      kv.values.dispose();
     };
-    /** Host: which beams skipped layer l. */
-    let skipped: boolean[] | undefined;
-    if (this.options.site === 'host') {
-      skipped = Array.from(await doneBefore.read(), (f) => f !== 0);
-      if (!skipped.some(Boolean)) return session.setCache(l, { self: computed! });
-    }
     if (this.options.fill === 'project') {
-      const all = skipped?.every(Boolean) ?? false;
-      // The done-before flags choose per beam (device: always; host: only when they differ).
+      // The done-before flags choose per beam.
       const select = (filled: KeyValues, own: KeyValues): KeyValues => ({
         keys: backend.where(doneBefore, filled.keys, own.keys),
         values: backend.where(doneBefore, filled.values, own.values),
@@ -216,28 +255,17 @@ class CacheFiller {
             values: backend.concat([before.self.values, row.values], 1),
           };
         });
-      if (all) {
-        discard(computed);
-        return session.setCache(l, { self: projectRow() });
-      }
-      // Device: skipped unless some beam has stopped (where then takes `computed` everywhere).
-      let filled: KeyValues;
-      if (this.options.site === 'device') {
-        const notDone = this.#notDone(doneBefore);
-        filled = backend.unlessAll(notDone, projectRow);
-        notDone.dispose();
-      } else {
-        filled = projectRow();
-      }
-      const self = select(filled, computed!);
+      // Skipped unless some beam has stopped (where then takes `computed` everywhere).
+      const notDone = this.#notDone(doneBefore);
+      const filled = backend.unlessAll(notDone, projectRow);
+      notDone.dispose();
+      const self = select(filled, computed);
       discard(filled);
       discard(computed);
       return session.setCache(l, { self });
     }
-
-    // 'copy' (l ≥ 1 here): now when the host knows the flags; on the device, in the step's `finish`.
-    if (computed) session.setCache(l, { self: computed });
-    if (skipped) copyFill(session, l, skipped);
+    // 'copy': in the step's `finish`, once the decisions have been read.
+    session.setCache(l, { self: computed });
   }
 
   /** i32 `[B]`: 1 for the beams that have not stopped (on the device). */

@@ -38,12 +38,13 @@ import {
   type EncoderBatch,
   type EncoderOutput,
   type EncoderStreams,
+  type LayerContext,
   type OfaEncoder,
   disposeStreams,
 } from '../models/ofa/encoder.js';
 import type { OfaModel } from '../models/ofa/model.js';
 import type { Tensor } from '../tensor.js';
-import { type DecisionScope, type DecisionSite, ExitTracker, paddingKeep } from './exit.js';
+import { type DecisionScope, type DecisionSite, ExitTracker, paddingKeep, selectSamples } from './exit.js';
 import { type StreamReport, readStreamReport } from './report.js';
 
 export interface EncoderExitOptions {
@@ -89,12 +90,44 @@ interface Stream {
   tokens: number;
   tracker: ExitTracker;
   /**
-   * States from the embedding output on; in host mode the list ends at the exit state. (The joint
-   * encoder keeps only the latest: the modality's rows of the joint state.)
+   * States `[B, T, d]` from the embedding output on; in host mode the list ends once every sample
+   * has stopped. (The joint encoder keeps only the latest: the modality's rows of the joint state.)
    */
   states: Tensor[];
-  /** Host mode: the tracker skipped a layer, so the stream has stopped. */
-  stoppedOnHost: boolean;
+}
+
+/**
+ * A layer context for some of the batch's samples (host mode: the samples still going): their rows
+ * of the padding mask, uploaded once per set of samples.
+ */
+class SampleContexts {
+  #last: { samples: readonly number[]; context: LayerContext } | undefined;
+
+  constructor(
+    private readonly backend: Backend,
+    private readonly context: LayerContext,
+  ) {}
+
+  of(samples: readonly number[]): LayerContext {
+    const { context } = this;
+    const { keyPaddingMask, keyPadding } = context;
+    if (!keyPaddingMask || samples.length === keyPaddingMask.shape[0]) return context;
+    if (!keyPadding) throw new Error('encoder exits: a padding mask without its host copy cannot be narrowed to some samples');
+    if (this.#last?.samples !== samples) {
+      this.#last?.context.keyPaddingMask?.dispose();
+      const length = keyPaddingMask.shape[1]!;
+      const rows = new Int32Array(samples.length * length);
+      samples.forEach((b, i) => rows.set(keyPadding.subarray(b * length, (b + 1) * length), i * length));
+      const mask = this.backend.upload(rows, [samples.length, length], 'i32');
+      this.#last = { samples, context: { ...context, keyPaddingMask: mask, keyPadding: rows } };
+    }
+    return this.#last.context;
+  }
+
+  dispose(): void {
+    this.#last?.context.keyPaddingMask?.dispose();
+    this.#last = undefined;
+  }
 }
 
 /**
@@ -144,7 +177,6 @@ export async function encodeBatchWithExits(
       tokens,
       tracker: new ExitTracker(backend, { threshold: options[name], site, scope, ...(keep && { keep }) }),
       states: [hidden],
-      stoppedOnHost: false,
     };
   };
   return mode === 'decomposed' ? encodeDecomposed(encoder, batch, stream) : encodeJoint(backend, encoder, batch, stream);
@@ -160,16 +192,15 @@ async function encodeDecomposed(
   const image = stream('image', streams.image.hidden);
   const text = stream('text', streams.text.hidden, streams.text.context.keyPadding);
   const layers = encoder.layerCount;
+  const { backend } = streams.image.hidden;
+  const contexts = { image: new SampleContexts(backend, streams.image.context), text: new SampleContexts(backend, streams.text.context) };
   let output: EncoderOutput;
   try {
     for (let l = 0; l < layers; l++) {
       for (const s of [image, text]) {
-        if (s.stoppedOnHost) continue;
-        const { context } = streams[s.name];
-        const previous = s.states.at(-1)!;
-        const next = await s.tracker.step(l, previous, (x) => encoder.layer(l, x, context));
-        if (s.tracker.decisions.at(-1)!.skippedOnHost) s.stoppedOnHost = true;
-        else s.states.push(next);
+        if (s.tracker.finished) continue;
+        const next = await s.tracker.step(l, s.states.at(-1)!, (x, samples) => encoder.layer(l, x, contexts[s.name].of(samples)));
+        s.states.push(next);
       }
     }
     output = encoder.finishStreams(streams, image.states, text.states);
@@ -179,6 +210,9 @@ async function encodeDecomposed(
     disposeTracker(image.tracker);
     disposeTracker(text.tracker);
     throw error;
+  } finally {
+    contexts.image.dispose();
+    contexts.text.dispose();
   }
   try {
     const reports = await readReports([image, text], layers);
@@ -219,14 +253,32 @@ async function encodeJoint(
   const temporaries = new Set<Tensor>();
   const device = image.tracker.options.site === 'device';
   const layers = encoder.layerCount;
+  const samples = hidden.shape[0]!;
+  const contexts = new SampleContexts(backend, context);
   let output: EncoderOutput;
   try {
     for (let l = 0; l < layers; l++) {
       const previous = hiddenStates[l]!;
+      // Host mode: the layer runs on the samples of which either modality goes on.
+      const going = [...new Set([image, text].flatMap((s) => (s.tracker.finished ? [] : s.tracker.going(samples))))].sort((a, b) => a - b);
+      if (going.length === 0) break;
+      const everyone = going.length === samples;
       let full: Tensor | undefined;
       const layer = (): Tensor => {
-        if (!full) temporaries.add((full = encoder.layer(l, previous, context)));
+        if (!full) {
+          const input = everyone ? previous : selectSamples(backend, previous, going);
+          temporaries.add((full = encoder.layer(l, input, contexts.of(going))));
+          if (!everyone) input.dispose();
+        }
         return full;
+      };
+      /** A modality's rows of the layer for `some` of the samples it ran on. */
+      const modalityRows = (name: 'image' | 'text', some: readonly number[]): Tensor => {
+        const own = rows(layer(), name);
+        if (some.length === going.length) return own;
+        const picked = selectSamples(backend, own, some.map((b) => going.indexOf(b)));
+        own.dispose();
+        return picked;
       };
       if (device) {
         // Computed once for both modalities, and skipped on the device once both have stopped.
@@ -239,25 +291,17 @@ async function encodeJoint(
           layer();
         }
       }
-      // Each modality keeps its rows of the layer, or its exit state once stopped. In host mode the
-      // first modality still going computes the layer; when none is, it is not run.
-      let ran = false;
+      // Each modality keeps its rows of the layer, or its exit state once stopped.
       for (const s of [image, text]) {
-        if (s.stoppedOnHost) continue;
-        const next = await s.tracker.step(l, s.states.at(-1)!, () => rows(layer(), s.name));
-        if (s.tracker.decisions.at(-1)!.skippedOnHost) {
-          s.stoppedOnHost = true;
-        } else {
-          s.states.push(next);
-          ran = true;
-        }
+        if (s.tracker.finished) continue;
+        s.states.push(await s.tracker.step(l, s.states.at(-1)!, (_, some) => modalityRows(s.name, some)));
       }
       disposeAll(temporaries);
       temporaries.clear();
       for (const s of [image, text]) disposeAll(s.states.splice(0, s.states.length - 1));
-      if (!ran) break; // host mode: both modalities have stopped
       hiddenStates.push(backend.concat([image.states.at(-1)!, text.states.at(-1)!], 1));
     }
+    contexts.dispose();
     disposeAll([...image.states, ...text.states]);
     const lastHiddenState = encoder.finish(hiddenStates.at(-1)!);
     context.absolutePositionBias.dispose();
@@ -274,6 +318,7 @@ async function encodeJoint(
       dispose: () => disposeAll([...hiddenStates, lastHiddenState, positionEmbedding, keyPaddingMask]),
     };
   } catch (error) {
+    contexts.dispose();
     disposeAll([...image.states, ...text.states, ...temporaries, ...hiddenStates]);
     for (const t of [context.absolutePositionBias, context.positionEmbedding, context.keyPaddingMask]) t.dispose();
     disposeTracker(image.tracker);

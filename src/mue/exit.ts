@@ -40,84 +40,155 @@ export interface ExitOptions {
   keep?: Tensor;
 }
 
-/** What one layer decided, kept on the device until the caller reads the report. */
+/**
+ * What one layer decided: on the device, tensors the caller reads with the report; on the host,
+ * the values themselves.
+ */
 export interface LayerDecision {
   /** The layer's index (0-based). */
   layer: number;
-  /** f32 `[B]` (or `[1]` for batch scope): cos(h_i, h_{i−1}) of each sample; unspecified for samples that had stopped before. */
-  similarity: Tensor;
+  /**
+   * f32 `[B]` (or `[1]` for batch scope): cos(h_i, h_{i−1}) of each sample; unspecified (device)
+   * or NaN (host) for samples that had stopped before.
+   */
+  similarity: Tensor | Float32Array;
   /** i32 `[B]` (or `[1]`): 1 for samples that have stopped after this layer or earlier. */
-  done: Tensor;
-  /** Host mode only: every sample had stopped, so the layer was not run at all. */
-  skippedOnHost: boolean;
+  done: Tensor | Int32Array;
 }
 
+/**
+ * Applies the exit rule layer after layer to a batch of samples (`step`), on the device or on the
+ * host (see the module comment). On the host, after each layer the similarities are read back and
+ * JavaScript decides; the next layer then runs only on the samples still going (`going`: their
+ * rows are gathered for it, and its output is put back among the others' exit states), and once
+ * none is going (`finished`) the caller stops calling. At batch 1 that is a forward pass submitted
+ * in segments, one per layer, each ending with the read of one similarity.
+ */
 export class ExitTracker {
   readonly decisions: LayerDecision[] = [];
+  /** Device: i32 flags of the samples that have stopped (undefined before the first layer). */
   #done: Tensor | undefined;
-  /** i32 `[1]`: every sample has stopped (the gate of the next layer). */
+  /** Device: i32 `[1]`, every sample has stopped (the gate of the next layer). */
   #allDone: Tensor | undefined;
-  #allDoneOnHost = false;
+  /** Host: the samples still going, in order (undefined before the first layer: all of them). */
+  #going: number[] | undefined;
+  /** Host: the `keep` rows of the samples going, with the samples they are for. */
+  #keepRows: { samples: readonly number[]; keep: Tensor } | undefined;
 
   constructor(
     readonly backend: Backend,
     readonly options: ExitOptions,
   ) {}
 
-  /** i32 flags of the samples that have stopped, or undefined before the first layer. */
+  /** Device: i32 flags of the samples that have stopped, or undefined before the first layer. */
   get done(): Tensor | undefined {
     return this.#done;
   }
 
+  /** Host: every sample has stopped; later layers are not to be run. (Never on the device.) */
+  get finished(): boolean {
+    return this.#going?.length === 0;
+  }
+
+  /** Host: the samples still going, of a batch of `batch`. */
+  going(batch: number): readonly number[] {
+    return this.#going ?? Array.from({ length: batch }, (_, b) => b);
+  }
+
   /**
-   * Runs layer `layer` (through `run`) on `previous` for the samples still going, applies the exit
-   * rule, and returns the state every sample carries forward (its exit state once stopped).
+   * Runs layer `layer` (through `run`) on the samples of `previous` `[B, ...]` still going, applies
+   * the exit rule, and returns the state every sample carries forward (its exit state once
+   * stopped), `[B, ...]`. `run(x, samples)` computes the layer for the rows `x` of `samples` (on
+   * the device: every sample, gated once all have stopped; on the host: those still going).
    */
-  async step(layer: number, previous: Tensor, run: (x: Tensor) => Tensor): Promise<Tensor> {
+  async step(layer: number, previous: Tensor, run: (x: Tensor, samples: readonly number[]) => Tensor): Promise<Tensor> {
+    return this.options.site === 'device' ? this.#deviceStep(layer, previous, run) : this.#hostStep(layer, previous, run);
+  }
+
+  #deviceStep(layer: number, previous: Tensor, run: (x: Tensor, samples: readonly number[]) => Tensor): Tensor {
     const { backend } = this;
-    if (this.#allDoneOnHost) {
-      this.decisions.push({ layer, similarity: this.#done!, done: this.#done!, skippedOnHost: true });
-      return previous;
-    }
+    const samples = this.going(previous.shape[0]!);
     const doneBefore = this.#done;
     const allDoneBefore = this.#allDone;
-    const { keep } = this.options;
-    const runLayer = (): Tensor => {
-      const output = run(previous);
-      if (!keep) return output;
-      const masked = backend.mul(output, keep);
-      output.dispose();
-      return masked;
-    };
-    const computed = allDoneBefore && this.options.site === 'device' ? backend.unlessAll(allDoneBefore, runLayer) : runLayer();
-    const { state, similarity, done, allDone } = this.#decide(previous, computed, doneBefore);
+    const runLayer = (): Tensor => this.#masked(run(previous, samples), this.options.keep);
+    const computed = allDoneBefore ? backend.unlessAll(allDoneBefore, runLayer) : runLayer();
+    const { threshold, scope } = this.options;
+    let decision: ExitDecision;
+    if (scope === 'per-sample') {
+      decision = backend.decideExit(previous, computed, threshold, doneBefore);
+    } else {
+      const whole = (t: Tensor): Tensor => t.reshape([1, -1]);
+      const flat = backend.decideExit(whole(previous), whole(computed), threshold, doneBefore);
+      decision = { ...flat, state: flat.state.reshape(previous.shape) };
+    }
     computed.dispose();
     allDoneBefore?.dispose();
-    this.decisions.push({ layer, similarity, done, skippedOnHost: false });
-    this.#done = done;
-    this.#allDone = allDone;
-    if (this.options.site === 'host') {
-      const flags = await done.read();
-      this.#allDoneOnHost = flags.every((f) => f !== 0);
-    }
+    this.decisions.push({ layer, similarity: decision.similarity, done: decision.done });
+    this.#done = decision.done;
+    this.#allDone = decision.allDone;
+    return decision.state;
+  }
+
+  async #hostStep(layer: number, previous: Tensor, run: (x: Tensor, samples: readonly number[]) => Tensor): Promise<Tensor> {
+    const { backend } = this;
+    const { threshold, scope } = this.options;
+    const batch = previous.shape[0]!;
+    const going = this.going(batch);
+    if (going.length === 0) throw new Error(`exit tracker: layer ${layer} was run after every sample had stopped`);
+    const everyone = going.length === batch;
+    const input = everyone ? previous : selectSamples(backend, previous, going);
+    const computed = this.#masked(run(input, going), this.#keepOf(going));
+    const whole = (t: Tensor): Tensor => (scope === 'batch' ? t.reshape([1, -1]) : t);
+    const similarityOnDevice = backend.cosineSimilarity(whole(computed), whole(input));
+    const similarities = await similarityOnDevice.read();
+    similarityOnDevice.dispose();
+    // The rule, here in JavaScript: a sample stops once its similarity exceeds the threshold.
+    const stops = (i: number): boolean => similarities[scope === 'batch' ? 0 : i]! > threshold;
+    const similarity = new Float32Array(scope === 'batch' ? 1 : batch).fill(Number.NaN);
+    const done = new Int32Array(scope === 'batch' ? 1 : batch).fill(1);
+    going.forEach((sample, i) => {
+      if (scope === 'batch') {
+        similarity[0] = similarities[0]!;
+        done[0] = stops(0) ? 1 : 0;
+      } else {
+        similarity[sample] = similarities[i]!;
+        done[sample] = stops(i) ? 1 : 0;
+      }
+    });
+    this.decisions.push({ layer, similarity, done });
+    this.#going = going.filter((_, i) => !stops(i));
+    if (everyone) return computed;
+    const state = placeSamples(backend, computed, going, previous);
+    input.dispose();
+    computed.dispose();
     return state;
   }
 
-  /** The exit rule on each sample's states, or on the whole batch flattened into one. */
-  #decide(previous: Tensor, computed: Tensor, doneBefore: Tensor | undefined): ExitDecision {
-    const { threshold, scope } = this.options;
-    if (scope === 'per-sample') return this.backend.decideExit(previous, computed, threshold, doneBefore);
-    const whole = (t: Tensor): Tensor => t.reshape([1, -1]);
-    const decision = this.backend.decideExit(whole(previous), whole(computed), threshold, doneBefore);
-    return { ...decision, state: decision.state.reshape(previous.shape) };
+  /** `x · keep` (a new tensor; `x` is freed), or `x` without a mask. */
+  #masked(x: Tensor, keep: Tensor | undefined): Tensor {
+    if (!keep) return x;
+    const masked = this.backend.mul(x, keep);
+    x.dispose();
+    return masked;
+  }
+
+  /** The rows of `keep` for `samples` (cached while the samples going stay the same). */
+  #keepOf(samples: readonly number[]): Tensor | undefined {
+    const { keep } = this.options;
+    if (!keep || samples.length === keep.shape[0]) return keep;
+    if (this.#keepRows?.samples !== samples) {
+      this.#keepRows?.keep.dispose();
+      this.#keepRows = { samples, keep: selectSamples(this.backend, keep, samples) };
+    }
+    return this.#keepRows.keep;
   }
 
   /** Frees the decision tensors (after the report has read them). */
   dispose(): void {
-    const seen = new Set<Tensor>();
+    const seen = new Set<Tensor | Float32Array | Int32Array>();
     for (const d of this.decisions) {
       for (const t of [d.similarity, d.done]) {
-        if (!seen.has(t)) t.dispose();
+        if (!seen.has(t) && !ArrayBuffer.isView(t)) t.dispose();
         seen.add(t);
       }
     }
@@ -125,7 +196,58 @@ export class ExitTracker {
     this.#done = undefined;
     this.#allDone?.dispose();
     this.#allDone = undefined;
+    this.#keepRows?.keep.dispose();
+    this.#keepRows = undefined;
   }
+}
+
+/** `[B, ...]` → `[samples.length, ...]`: the rows of `samples`, in that order (one gather). */
+export function selectSamples(backend: Backend, x: Tensor, samples: readonly number[]): Tensor {
+  const [batch, ...rest] = x.shape;
+  const width = rest.reduce((a, b) => a * b, 1);
+  return backend.tidy(() => {
+    const ids = backend.upload(Int32Array.from(samples), [samples.length], 'i32');
+    return backend.gather(x.reshape([batch!, width]), ids).reshape([samples.length, ...rest]);
+  });
+}
+
+/**
+ * `rows [A, ...]` of samples `samples` put in their places among the other samples' rows of
+ * `others [B, ...]`: a new `[B, ...]`.
+ */
+export function placeSamples(backend: Backend, rows: Tensor, samples: readonly number[], others: Tensor): Tensor {
+  const batch = others.shape[0]!;
+  return mergeSamples(backend, [
+    [samples, rows],
+    [Array.from({ length: batch }, (_, b) => b), others],
+  ]);
+}
+
+/**
+ * One `[B, ...]` from parts `[samples, rows]` (rows of those samples, in that order): each sample
+ * of 0..B − 1 from the first part that has it (one concat and one gather).
+ */
+export function mergeSamples(backend: Backend, parts: readonly (readonly [readonly number[], Tensor])[]): Tensor {
+  const [, ...rest] = parts[0]![1].shape;
+  const width = rest.reduce((a, b) => a * b, 1);
+  const placeOf = new Map<number, number>();
+  let offset = 0;
+  for (const [samples] of parts) {
+    samples.forEach((sample, i) => {
+      if (!placeOf.has(sample)) placeOf.set(sample, offset + i);
+    });
+    offset += samples.length;
+  }
+  const batch = placeOf.size;
+  return backend.tidy(() => {
+    const table = backend.concat(parts.map(([samples, rows]) => rows.reshape([samples.length, width])), 0);
+    const ids = Int32Array.from({ length: batch }, (_, b) => {
+      const place = placeOf.get(b);
+      if (place === undefined) throw new Error(`mergeSamples: no part holds sample ${b}`);
+      return place;
+    });
+    return backend.gather(table, backend.upload(ids, [batch], 'i32')).reshape([batch, ...rest]);
+  });
 }
 
 /**

@@ -88,9 +88,8 @@ export async function decodeFullWithExits(
       x = backend.mul(embedded, keep);
       embedded.dispose();
     }
-    for (let l = 0; l < decoder.layerCount; l++) {
-      const next: Tensor = await tracker.step(l, x, (h) => decoder.layer(l, h, pass, memory));
-      if (tracker.decisions.at(-1)!.skippedOnHost) break; // host: every sequence has stopped
+    for (let l = 0; l < decoder.layerCount && !tracker.finished; l++) {
+      const next: Tensor = await tracker.step(l, x, (h, samples) => decoder.layer(l, h, pass, memory, samples));
       if (next !== x) x.dispose();
       x = next;
     }

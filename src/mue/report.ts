@@ -32,20 +32,20 @@ export interface ExitReport {
 /**
  * Reads a tracker's decisions after the forward pass: every layer's flags and similarities, read
  * together (on WebGPU one submission of copies and no kernel; joining them on the device first
- * cost more). A sample ran layer i when it had not stopped before it.
+ * cost more; decisions taken on the host are values already). A sample ran layer i when it had
+ * not stopped before it.
  */
 export async function readStreamReport(stream: string, tracker: ExitTracker, layers: number, tokens: number): Promise<StreamReport> {
   const decisions = tracker.decisions;
   if (decisions.length === 0) return { stream, layers, layersRun: [], tokens, similarities: [] };
-  const read = (t: Tensor): Promise<number[]> => t.read().then((values) => Array.from(values));
+  const read = async (t: Tensor | Float32Array | Int32Array): Promise<number[]> => Array.from(ArrayBuffer.isView(t) ? t : await t.read());
   const [flags, similarities] = await Promise.all([
     Promise.all(decisions.map((d) => read(d.done))),
-    Promise.all(decisions.filter((d) => !d.skippedOnHost).map((d) => read(d.similarity))),
+    Promise.all(decisions.map((d) => read(d.similarity))),
   ]);
-  const samples = decisions[0]!.done.size;
+  const samples = flags[0]!.length;
   const layersRun = Array.from({ length: samples }, () => 0);
-  decisions.forEach((decision, i) => {
-    if (decision.skippedOnHost) return;
+  flags.forEach((_, i) => {
     for (let b = 0; b < samples; b++) {
       if (i === 0 || flags[i - 1]![b] === 0) layersRun[b]!++;
     }
@@ -55,17 +55,19 @@ export async function readStreamReport(stream: string, tracker: ExitTracker, lay
 
 /**
  * One sample's part of a batch's report: the entries of samples `rows` (of a sample's beams, say),
- * weighted by `tokens` (default: the report's). A report of one decision for all samples (batch
+ * weighted by `tokens` (default: the report's), and the similarities of the layers they ran (the
+ * batch may have run more for other samples). A report of one decision for all samples (batch
  * scope) has one entry, which every part keeps.
  */
 export function reportOfRows(report: StreamReport, rows: readonly number[], tokens = report.tokens): StreamReport {
   const pick = (values: readonly number[]): number[] => (values.length === 1 ? [...values] : rows.map((r) => values[r]!));
+  const layersRun = pick(report.layersRun);
   return {
     stream: report.stream,
     layers: report.layers,
-    layersRun: pick(report.layersRun),
+    layersRun,
     tokens,
-    similarities: report.similarities.map(pick),
+    similarities: report.similarities.slice(0, Math.max(0, ...layersRun)).map(pick),
   };
 }
 

@@ -128,7 +128,9 @@ function suite(name: string, createBackend: () => Promise<Backend>): void {
           const logits = await take(result.logits);
           result.lastHiddenState.dispose();
           const state = await take(result.state);
-          const flags = await Promise.all(result.tracker.decisions.map(async (d) => Array.from(await d.done.read())));
+          const flags = await Promise.all(
+            result.tracker.decisions.map(async (d) => Array.from(ArrayBuffer.isView(d.done) ? d.done : await d.done.read())),
+          );
           const report = await result.finish(`token ${t}`);
           out.push({ logits, state, report, flags });
         }
@@ -222,9 +224,14 @@ function suite(name: string, createBackend: () => Promise<Backend>): void {
             expect(margin(host, thresholds)).toBeGreaterThan(1e-3);
             host.forEach((h, t) => {
               const what = `${scope} ${fill} step ${t}`;
-              expect(device[t]!.flags, what).toEqual(h.flags);
+              // The host runs no layer once every beam has stopped, and records no decision for it.
+              expect(device[t]!.flags.slice(0, h.flags.length), what).toEqual(h.flags);
+              for (const flags of device[t]!.flags.slice(h.flags.length)) expect(flags.every((f) => f === 1), what).toBe(true);
               expect(device[t]!.report.layersRun, what).toEqual(h.report.layersRun);
-              expect(device[t]!.logits, what).toEqual(h.logits);
+              // The host runs a layer for the beams still going only: on WebGPU a kernel over fewer
+              // rows may sum in another order (last-bit differences); the CPU gives the same bits.
+              if (backend.name === 'cpu') expect(device[t]!.logits, what).toEqual(h.logits);
+              else expect(maxAbsDiff(device[t]!.logits, h.logits), what).toBeLessThan(1e-5);
             });
             if (thresholds !== MIXED) continue;
             // Some layers were skipped by every beam, some steps had beams stopping apart.
@@ -286,7 +293,8 @@ function suite(name: string, createBackend: () => Promise<Backend>): void {
           const firstFilled = Math.min(...copy.slice(0, t).map((r) => r.report.layersRun[b]!));
           const diff = maxAbsDiff(row(p.logits, b, vocab), row(c.logits, b, vocab));
           if (k > firstFilled) expect(diff, `step ${t} beam ${b}`).toBeGreaterThan(1e-3);
-          else expect(diff, `step ${t} beam ${b}`).toBe(0);
+          // (Copied cross caches attend in groups of beams: on WebGPU over fewer rows, last bits may differ.)
+          else expect(diff, `step ${t} beam ${b}`).toBeLessThanOrEqual(backend.name === 'cpu' ? 0 : 1e-5);
         });
       });
       // Both cases occur.

@@ -9,7 +9,7 @@ import { SafetensorsError, SafetensorsFile } from '../../io/safetensors.js';
 import type { Tensor } from '../../tensor.js';
 import { type EncoderMode, type OfaConfig, configFromJson, validateConfig } from './config.js';
 import { type DecoderOutput, DecodingSession, OfaDecoder } from './decoder.js';
-import { type EncoderOutput, OfaEncoder } from './encoder.js';
+import { type EncoderBatch, type EncoderOutput, OfaEncoder } from './encoder.js';
 import { PositionTables } from './positions.js';
 import { type LoadProgress, type OfaWeights, loadOfaWeights } from './weights.js';
 
@@ -193,12 +193,17 @@ export class OfaModel {
     return this.encoder.encode(pixels, inputIds);
   }
 
-  /** Teacher-forced decoding of B equal-length sequences (each starting with BOS), no cache. */
-  decodeFull(encoderOutput: EncoderOutput, decoderIds: readonly (readonly number[])[]): DecoderOutput {
-    return this.decoder.decodeFull(encoderOutput, decoderIds);
+  /** `encode` for a batch of texts and their images (`EncoderBatch`): one output row per text. */
+  encodeBatch(batch: EncoderBatch): EncoderOutput {
+    return this.encoder.encodeBatch(batch);
   }
 
-  /** An incremental decoding session for `beams` sequences sharing `encoderOutput`. */
+  /** Teacher-forced decoding of B sequences (each starting with BOS), no cache: `OfaDecoder.decodeFull`. */
+  decodeFull(encoderOutput: EncoderOutput, decoderIds: readonly (readonly number[])[], options: { logitsAt?: readonly number[] } = {}): DecoderOutput {
+    return this.decoder.decodeFull(encoderOutput, decoderIds, options);
+  }
+
+  /** An incremental decoding session for `beams` sequences per sample of `encoderOutput`. */
   startDecoding(encoderOutput: EncoderOutput, beams = 1): DecodingSession {
     return new DecodingSession(this.decoder, encoderOutput, beams);
   }
