@@ -66,6 +66,7 @@ export type { LoadProgress } from './models/ofa/weights.js';
 export { OfaStepDecoder } from './models/ofa/step-decoder.js';
 export { verifyGolden, type VerifyOptions, type VerifyResult, type VerifyRow } from './models/ofa/verify.js';
 export {
+  ConversionError,
   convertOfaCheckpoint,
   type ConversionSummary,
   type ConvertOptions,
@@ -108,6 +109,32 @@ export {
   type WebGpuBackendOptions,
 } from './backend/webgpu/index.js';
 export { Tensor, sameShape, shapeToString, sizeOf, type DType, type HostArray, type Shape } from './tensor.js';
+
+// ---- evaluation (mue eval) ----------------------------------------------------------------------
+export {
+  readCaptionSplit,
+  readEntailmentSplit,
+  type CaptionItem,
+  type EntailmentItem,
+  type EvalSplit,
+  type EvalTask,
+} from './eval/dataset.js';
+export {
+  evaluateCaptions,
+  evaluateEntailment,
+  type EvalSetting,
+  type EvaluateOptions,
+  type ItemRecord,
+  type SettingResult,
+  type StreamLayers,
+  type Thresholds,
+} from './eval/evaluate.js';
+export { AUTHORS_THRESHOLDS, NO_EXIT_SETTING, paretoFront, sweepSettings } from './eval/sweep.js';
+export { sweepPlotSpec, sweepPlotSvg } from './eval/plot.js';
+export { compareWithReference, readReference, type MueReference, type ReferenceAgreement } from './eval/reference.js';
+export { ciderD, type CiderResult } from './eval/cider.js';
+export { corpusBleu } from './eval/bleu.js';
+export { ptbTokenize } from './eval/ptb.js';
 
 // ---- text and images ----------------------------------------------------------------------------
 export { OfaTokenizer, preCaption, BOS_ID, EOS_ID, PAD_ID, UNK_ID, type OfaTokenizerFiles } from './text/bpe.js';

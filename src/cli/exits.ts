@@ -21,7 +21,8 @@ export interface ExitFlags {
   trace?: boolean;
 }
 
-function threshold(value: string): number {
+/** A cosine-similarity threshold flag's value. */
+export function threshold(value: string): number {
   const n = Number(value);
   if (value.trim() === '' || !Number.isFinite(n)) {
     throw new InvalidArgumentError('expected a number: a cosine-similarity threshold (above 1: never exit)');

@@ -11,6 +11,7 @@ import { type CliIo, PACKAGE_ROOT } from './common.js';
 import { convertCommand } from './convert.js';
 import { entailCommand } from './entail.js';
 import { preprocessCommand } from './preprocess.js';
+import { evalCommand } from './eval.js';
 import { verifyCommand } from './verify.js';
 
 function packageVersion(): string {
@@ -38,13 +39,14 @@ Examples:
   mue verify                          check the engine against the shipped golden model
   mue caption photo.jpg --weights models/ofa-base-caption
   mue entail photo.jpg "two dogs play in the snow" --weights models/ofa-base-snli-ve --json
-  mue convert caption_base_best.pt models/ofa-base-caption/weights.safetensors --dtype f16
+  mue convert caption_base_best.pt models/ofa-base-caption --dtype f16
   mue preprocess photo.jpg --size 480 --out photo-input.safetensors   what the model sees of an image
+  mue eval --sweep --plot sweep.svg   MuE's accuracy against compute and wall time on data/shapes-eval
 
 caption, entail and verify run on WebGPU when it finds an adapter, else on the CPU with a
 notice; --backend cpu|webgpu chooses. Errors print as "mue: <message>"; --debug adds the stack.`,
     );
-  for (const command of [captionCommand(io), entailCommand(io), verifyCommand(io), convertCommand(io), preprocessCommand(io)]) {
+  for (const command of [captionCommand(io), entailCommand(io), evalCommand(io), verifyCommand(io), convertCommand(io), preprocessCommand(io)]) {
     // Output routing, exit override and the usage hint, as `program.command()` would pass them on.
     program.addCommand(command.copyInheritedSettings(program));
   }
