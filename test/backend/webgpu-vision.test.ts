@@ -1,6 +1,8 @@
 /**
  * conv2d and maxPool2d on WebGPU against the CPU backend on seeded random data: 1×1, 3×3 and the
  * 7×7 stem, strides 1 and 2, odd spatial sizes, ResNet's fused bias / shortcut / ReLU, f16 filters.
+ * 3×3 convolutions with stride 1 and padding 1 run as Winograd's F(2×2, 3×3): odd sizes leave
+ * partial 2×2 tiles at the edges, and tile counts that are not a multiple of 4 pad the transforms.
  * conv2d runs on both GEMM kernels, like matmul's tests: the adapter's own choice (register
  * blocking on lavapipe) and the workgroup-memory tiling of GPUs, forced by a second backend on
  * the same device whose capabilities claim a hardware adapter.
@@ -72,6 +74,8 @@ describe.each(paths)('conv2d with the %s', (_, backend) => {
     ['3×3, stride 2, padding 1', { x: [2, 5, 15, 12], cout: 7, kernel: 3, stride: 2, padding: 1 }],
     ['the 7×7 stem: stride 2, padding 3 on 3 channels', { x: [1, 3, 33, 29], cout: 16, kernel: 7, stride: 2, padding: 3 }],
     ['3×3 without padding', { x: [1, 4, 7, 9], cout: 5, kernel: 3 }],
+    ['3×3 Winograd on a batch of odd images (75 tiles), f16 filter and bias', { x: [3, 5, 9, 9], cout: 6, kernel: 3, padding: 1, f16Weights: true, bias: 'f16', residual: true, relu: true }],
+    ['3×3 Winograd on a 1×1 image (one partial tile)', { x: [1, 7, 1, 1], cout: 3, kernel: 3, padding: 1 }],
   ] as [string, ConvCase][])('matches the CPU on %s', async (_, c) => {
     await expectConvMatches(backend, c);
   });

@@ -39,9 +39,13 @@ function smokeCases(): Case[] {
     // 70 queries: attention as GEMMs on software adapters (ops/attention.ts).
     ['attention GEMMs', (b) => b.attention(b.upload(x.subarray(0, 2 * 70 * 32), [2, 70, 32]), b.upload(w, [1, 96, 32]), b.upload(w.map((v) => -v), [1, 96, 32]), { heads: 2, scale: 0.25, causal: true })],
     ['conv2d', (b) => b.conv2d(b.upload(image, [1, 3, 19, 17]), b.upload(filters, [8, 3, 3, 3]), { stride: 2, padding: 1, activation: 'relu' })],
+    // Stride 1, padding 1: Winograd's F(2×2, 3×3) (ops/vision.ts).
+    ['conv2d Winograd', (b) => b.conv2d(b.upload(image, [1, 3, 19, 17]), b.upload(filters, [8, 3, 3, 3]), { padding: 1, bias: b.upload(gamma.subarray(0, 8), [8]) })],
     ['maxPool2d', (b) => b.maxPool2d(b.upload(image, [1, 3, 19, 17]), { kernel: 3, stride: 2, padding: 1 })],
     ['gather', (b) => b.gather(b.upload(w, [48, 64]), b.upload(ids, [4]))],
     ['transpose', (b) => b.transpose(b.upload(x, [2, 37, 64]), [2, 0, 1])],
+    ['concat (two tensors)', (b) => b.concat([b.upload(x, [2, 37, 64]), b.upload(shifted.subarray(0, 2 * 5 * 64), [2, 5, 64])], 1)],
+    ['relativeBias', (b) => b.relativeBias(b.upload(w.subarray(0, 48 * 4), [48, 4]), b.upload(Int32Array.from({ length: 6 * 9 }, (_, i) => (i * 7) % 48), [6, 9]), b.upload(x.subarray(0, 4 * 6 * 9), [4, 6, 9]))],
     ['cosineSimilarity', (b) => b.cosineSimilarity(b.upload(x, [2, 37, 64]), b.upload(x.map((v) => v + 0.1), [2, 37, 64]))],
     // The exit rule and a gate: sample 1 had stopped, so the gated layer's output is the state it kept.
     [

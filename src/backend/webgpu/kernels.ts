@@ -31,6 +31,7 @@ export const KERNEL_FILES = [
   'indexing',
   'relative-bias',
   'conv2d',
+  'winograd',
   'pool',
   'attention',
   'attention-operands',
@@ -86,6 +87,14 @@ function header(variant: KernelVariant): string {
   return lines.join('\n');
 }
 
+/** A variant's identity, built without the header's text or JSON: it is looked up for every dispatch. */
+function variantKey(v: KernelVariant): string {
+  let key = `${v.file}:${v.entryPoint}:${v.enable?.join() ?? ''}:${v.include?.join() ?? ''}`;
+  for (const name in v.aliases) key += `:${name}=${v.aliases[name]}`;
+  for (const name in v.constants) key += `:${name}=${v.constants[name]}`;
+  return key;
+}
+
 export class PipelineCache {
   readonly #pipelines = new Map<string, GPUComputePipeline>();
   readonly #modules = new Map<string, GPUShaderModule>();
@@ -96,11 +105,11 @@ export class PipelineCache {
   ) {}
 
   get(variant: KernelVariant): GPUComputePipeline {
-    const head = header(variant);
-    const include = variant.include ?? [];
-    const key = `${variant.file}:${variant.entryPoint}:${head}:${include.join()}:${JSON.stringify(variant.constants ?? {})}`;
+    const key = variantKey(variant);
     let pipeline = this.#pipelines.get(key);
     if (pipeline) return pipeline;
+    const head = header(variant);
+    const include = variant.include ?? [];
     const moduleKey = `${variant.file}\n${head}\n${include.join()}`;
     let module = this.#modules.get(moduleKey);
     if (!module) {
