@@ -1,6 +1,7 @@
 /** NCHW convolution and max pooling for the ResNet backbone. */
 import type { Conv2dSizes, Pool2dSizes } from '../shapes.js';
 import { activate } from './elementwise.js';
+import { rowDots, scratchFloat64 } from './linear.js';
 
 /**
  * The output positions o (0 ≤ o < outSize) whose input position o·stride − padding + offset lies
@@ -26,74 +27,73 @@ export interface Conv2dOperands {
   activation: 'none' | 'relu';
 }
 
-/** Output channels computed together, so that each input value read serves all of them. */
-const CHANNEL_BLOCK = 4;
-
 /**
  * out[b, co, oh, ow] = act(Σ_{ci, ky, kx} w[co, ci, ky, kx]·x[b, ci, oh·s − p + ky, ow·s − p + kx]
  *                          + bias[co] + residual[b, co, oh, ow]), zero padding.
  *
- * Loop order: each filter tap (ci, ky, kx) adds a scalar weight times a strided window of one
- * input plane to a whole output plane, so the inner loop runs along an output row. Zero padding
- * is never read: a tap only visits the output rows and columns whose input lies inside the image.
- * The inner loop updates CHANNEL_BLOCK output planes per input value (about twice as fast in V8
- * as one plane at a time); channels past cout in the last block get zero weights and are not
- * stored. Planes are accumulated in float64 and rounded to f32 once, after the epilogue.
+ * As a matrix product (im2col): each output position's input window becomes one row of a
+ * `[Ho·Wo, Cin·kh·kw]` patch matrix, laid out like a filter row (ci, ky, kx), so that every output
+ * is the dot product of a filter row and a patch row, both contiguous (`rowDots`: about twice the
+ * speed of accumulating whole planes tap by tap). Sums run in float64 in the order (ci, ky, kx);
+ * a padded tap adds an exact zero. The epilogue runs in float64 and rounds to f32 once.
  */
 export function conv2d(sizes: Conv2dSizes, { x, w, bias, residual, activation }: Conv2dOperands): Float32Array {
-  const { batch, cin, h, w: width, cout, kh, kw, stride, padding, ho, wo } = sizes;
-  const rowRanges = Array.from({ length: kh }, (_, ky) => insideRange(ky, h, ho, stride, padding));
-  const columnRanges = Array.from({ length: kw }, (_, kx) => insideRange(kx, width, wo, stride, padding));
+  const { batch, cout, ho, wo } = sizes;
   const planeSize = ho * wo;
-  const filterSize = cin * kh * kw;
-  const weightOf = (co: number, tap: number): number => (co < cout ? w[co * filterSize + tap]! : 0);
+  const filterSize = sizes.cin * sizes.kh * sizes.kw;
   const out = new Float32Array(batch * cout * planeSize);
-  // Planes of the block's channels, one after another.
-  const planes = new Float64Array(CHANNEL_BLOCK * planeSize);
-  const [p0, p1, p2, p3] = [0, planeSize, 2 * planeSize, 3 * planeSize];
+  const patches = scratchPatches(planeSize * filterSize);
+  const sums = scratchFloat64(cout * planeSize);
   for (let b = 0; b < batch; b++) {
-    for (let co = 0; co < cout; co += CHANNEL_BLOCK) {
-      planes.fill(0);
-      for (let ci = 0; ci < cin; ci++) {
-        const inputPlane = (b * cin + ci) * h * width;
-        for (let ky = 0; ky < kh; ky++) {
-          const [firstRow, endRow] = rowRanges[ky]!;
-          for (let kx = 0; kx < kw; kx++) {
-            const [firstColumn, endColumn] = columnRanges[kx]!;
-            const tap = (ci * kh + ky) * kw + kx;
-            const w0 = weightOf(co, tap);
-            const w1 = weightOf(co + 1, tap);
-            const w2 = weightOf(co + 2, tap);
-            const w3 = weightOf(co + 3, tap);
-            for (let oh = firstRow; oh < endRow; oh++) {
-              // Input index of output column 0 (possibly left of the image; never read there).
-              const inputRow = inputPlane + (oh * stride - padding + ky) * width - padding + kx;
-              const outputRow = oh * wo;
-              for (let ow = firstColumn; ow < endColumn; ow++) {
-                const input = x[inputRow + ow * stride]!;
-                const o = outputRow + ow;
-                planes[p0 + o] += w0 * input;
-                planes[p1 + o] += w1 * input;
-                planes[p2 + o] += w2 * input;
-                planes[p3 + o] += w3 * input;
-              }
-            }
-          }
-        }
-      }
-      for (let c = co; c < Math.min(co + CHANNEL_BLOCK, cout); c++) {
-        const plane = (c - co) * planeSize;
-        const outputPlane = (b * cout + c) * planeSize;
-        const shift = bias ? bias[c]! : 0;
-        for (let p = 0; p < planeSize; p++) {
-          let value = planes[plane + p]! + shift;
-          if (residual) value += residual[outputPlane + p]!;
-          out[outputPlane + p] = activate(value, activation);
-        }
+    fillPatches(sizes, x, b, patches);
+    rowDots(w, 0, cout, patches, 0, planeSize, filterSize, sums);
+    for (let c = 0; c < cout; c++) {
+      const outputPlane = (b * cout + c) * planeSize;
+      const shift = bias ? bias[c]! : 0;
+      for (let p = 0; p < planeSize; p++) {
+        let value = sums[c * planeSize + p]! + shift;
+        if (residual) value += residual[outputPlane + p]!;
+        out[outputPlane + p] = activate(value, activation);
       }
     }
   }
   return out;
+}
+
+/**
+ * Row `oh·Wo + ow` of `patches`: sample b's input window of that output position, in filter order
+ * (ci, ky, kx), zeros where the window reaches past the image. Each tap copies the output rows
+ * and columns whose input lies inside (`insideRange`) with one stride; the rest stay zero.
+ */
+function fillPatches(sizes: Conv2dSizes, x: Float32Array, b: number, patches: Float32Array): void {
+  const { cin, h, w: width, kh, kw, stride, padding, ho, wo } = sizes;
+  const filterSize = cin * kh * kw;
+  patches.fill(0, 0, ho * wo * filterSize);
+  for (let ky = 0; ky < kh; ky++) {
+    const [firstRow, endRow] = insideRange(ky, h, ho, stride, padding);
+    for (let kx = 0; kx < kw; kx++) {
+      const [firstColumn, endColumn] = insideRange(kx, width, wo, stride, padding);
+      for (let ci = 0; ci < cin; ci++) {
+        const inputPlane = (b * cin + ci) * h * width;
+        const tap = (ci * kh + ky) * kw + kx;
+        for (let oh = firstRow; oh < endRow; oh++) {
+          // Input index of output column 0 (possibly left of the image; never read there).
+          const inputRow = inputPlane + (oh * stride - padding + ky) * width - padding + kx;
+          for (let ow = firstColumn; ow < endColumn; ow++) {
+            patches[(oh * wo + ow) * filterSize + tap] = x[inputRow + ow * stride]!;
+          }
+        }
+      }
+    }
+  }
+}
+
+let scratch32 = new Float32Array(0);
+
+/** The patch matrix's buffer, reused between convolutions (the largest is the first stage's). */
+function scratchPatches(size: number): Float32Array {
+  if (scratch32.length < size) scratch32 = new Float32Array(size);
+  return scratch32;
 }
 
 /** Max over each window; padded cells are −∞, i.e. never win. */
