@@ -6,7 +6,10 @@
  * Every engine runs host to host: ids and pixels from JavaScript arrays, the `[1, N, 256]` output
  * back as a Float32Array. The engines take turns, one run each per round after a warm-up round,
  * so that drift on a shared machine hits them alike; `vs ort-cpu` is the median over rounds of
- * an engine's time over onnxruntime CPU's in the same round. onnxruntime's WebGPU EP is ~50×
+ * an engine's time over onnxruntime CPU's in the same round. Each run also records the process's
+ * CPU time (every thread: lavapipe's workers run in our process, onnxruntime's pool in its):
+ * core-seconds of work, which other jobs on a shared machine disturb far less than wall time.
+ * onnxruntime's WebGPU EP is ~50×
  * slower on lavapipe, so it runs only in the first `ortWebGpuRuns` rounds. Before timing, each
  * engine's output is checked against onnxruntime CPU's (max |Δ| ≤ 1e-3) and, at the golden size,
  * against the golden output; a disagreement stops the benchmark.
@@ -30,6 +33,8 @@ export interface EncoderPeerRow {
   /** Median milliseconds of one host-to-host forward. */
   ms: number;
   minMs: number;
+  /** Median process CPU time of one forward, all threads (ms). */
+  cpuMs: number;
   runs: number;
   /** Median over rounds of this engine's time over onnxruntime CPU's in the same round. */
   paired_vs_ort_cpu: number | null;
@@ -148,15 +153,19 @@ async function benchSize(
     differences.set(name, diff);
   }
   const times = new Map<EncoderEngine, number[]>(engines.map((e) => [e.name, []]));
+  const cpuTimes = new Map<EncoderEngine, number[]>(engines.map((e) => [e.name, []]));
   for (let round = 0; round < settings.rounds; round++) {
     for (const engine of engines) {
       if (engine.name === 'ort-webgpu' && round >= settings.ortWebGpuRuns) continue;
+      const cpuStart = process.cpuUsage();
       const start = performance.now();
       await engine.run(pixels, size);
       times.get(engine.name)!.push(performance.now() - start);
+      const cpu = process.cpuUsage(cpuStart);
+      cpuTimes.get(engine.name)!.push((cpu.user + cpu.system) / 1000);
     }
   }
-  const cpuTimes = times.get('ort-cpu')!;
+  const ortCpuTimes = times.get('ort-cpu')!;
   const tokens = reference.length / 256;
   return engines.map((engine) => {
     const own = times.get(engine.name)!;
@@ -166,8 +175,9 @@ async function benchSize(
       image: size,
       ms: median(own),
       minMs: Math.min(...own),
+      cpuMs: median(cpuTimes.get(engine.name)!),
       runs: own.length,
-      paired_vs_ort_cpu: engine.name === 'ort-cpu' ? null : median(own.map((ms, round) => ms / cpuTimes[round]!)),
+      paired_vs_ort_cpu: engine.name === 'ort-cpu' ? null : median(own.map((ms, round) => ms / ortCpuTimes[round]!)),
       max_abs_diff_vs_ort_cpu: differences.get(engine.name)!,
       tokens,
       device: engine.device,
@@ -177,16 +187,17 @@ async function benchSize(
 
 /** The comparison table: per size, each engine's median and min, and its paired ratio to onnxruntime CPU. */
 export function printEncoderPeerTable(rows: readonly EncoderPeerRow[]): void {
-  const header = ['image', 'engine', 'median ms', 'min ms', 'runs', '× ort-cpu (paired)', 'max |Δ| vs ort-cpu', 'device'];
+  const header = ['image', 'engine', 'median ms', 'min ms', 'CPU ms', 'runs', '× ort-cpu (paired)', 'max |Δ| vs ort-cpu', 'device'];
   const cells = rows.map((r) => [
     `${r.image}×${r.image}`,
     r.engine,
     r.ms.toFixed(1),
     r.minMs.toFixed(1),
+    r.cpuMs.toFixed(0),
     String(r.runs),
     r.paired_vs_ort_cpu === null ? '' : `${r.paired_vs_ort_cpu.toFixed(2)}×`,
     r.max_abs_diff_vs_ort_cpu.toExponential(1),
     r.device,
   ]);
-  printAligned(header, cells, new Set([2, 3, 4, 5, 6]));
+  printAligned(header, cells, new Set([2, 3, 4, 5, 6, 7]));
 }

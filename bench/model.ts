@@ -501,7 +501,7 @@ function printSummary(encoderRows: readonly EncoderPeerRow[], rows: readonly (Re
   for (const size of [...new Set(encoderRows.map((r) => r.image))]) {
     const of = (engine: EncoderPeerRow['engine']): EncoderPeerRow | undefined => encoderRows.find((r) => r.image === size && r.engine === engine);
     const [ours, cpu, webgpu] = [of('ours-webgpu'), of('ort-cpu'), of('ort-webgpu')];
-    const ms = (r: EncoderPeerRow | undefined): string => (r ? `${r.ms.toFixed(1)} ms` : '—');
+    const ms = (r: EncoderPeerRow | undefined): string => (r ? `${r.ms.toFixed(0)} ms (CPU ${r.cpuMs.toFixed(0)} ms)` : '—');
     const versusWebGpu = ours && webgpu ? `; ORT WebGPU ${(webgpu.ms / ours.ms).toFixed(1)}× ours` : '';
     cells.push([`encoder ${size}×${size}`, ms(ours), ms(cpu), ms(webgpu), `${ours?.paired_vs_ort_cpu?.toFixed(2) ?? '—'}× ORT CPU${versusWebGpu}`, '≤ 1.5× ORT CPU, ORT WebGPU ≥ 5× ours']);
   }

@@ -8,6 +8,10 @@
  * - `decoder step`: one step of 5 beams at position 8 (the key/value cache half full), scoped as
  *   `begin` (embedding, position biases), `layer l`, `end` (LayerNorm, output projection),
  *   `log-softmax` and `reorder` (the beam search's cache reordering).
+ * - `encoder by part`: the same forward against onnxruntime CPU's own profile of the ONNX export
+ *   (bench/peers/ort-encoder.ts), both shortest of 5 runs, split into the ResNet, the embeddings
+ *   with the position tables and biases, and the transformer layers: where the gap between the
+ *   engines is.
  * - `beam search`: 5 beams × 17 steps; per step the host time recording the decoder's dispatches,
  *   the time until the log-probabilities are back, and what is left to the host: the search's
  *   own bookkeeping (candidate selection, no-repeat-3-gram blocking, finalization).
@@ -32,6 +36,7 @@ import type { DecodingSession } from '../src/models/ofa/decoder.js';
 import type { EncoderOutput } from '../src/models/ofa/encoder.js';
 import type { Tensor } from '../src/tensor.js';
 import { printAligned } from './aligned.js';
+import { type OrtNodeTiming, hasProvider, profileOrtEncoder } from './peers/ort-encoder.js';
 import { benchData } from './peers/peer.js';
 
 const RESULTS = fileURLToPath(new URL('results/model-profile-latest.json', import.meta.url));
@@ -106,6 +111,48 @@ function encodeScoped(gpu: WebGpuBackend, model: OfaModel, pixels: Tensor, input
   return [...states, output, context.absolutePositionBias, context.positionEmbedding, context.keyPaddingMask];
 }
 
+/** The parts of an encoder forward compared with onnxruntime's. */
+const ENCODER_PARTS = ['ResNet (stages 1–3)', 'embeddings, position tables and biases', 'transformer layers'] as const;
+type EncoderPart = (typeof ENCODER_PARTS)[number];
+
+/** Our dispatches by part: the ResNet is the `embed` scope up to its last convolution or pooling. */
+function ourParts(timings: readonly DispatchTiming[]): Map<EncoderPart, number> {
+  const resnetKernel = (t: DispatchTiming): boolean => /^(conv2d|winograd|pool)\./.test(t.kernel);
+  const lastResnet = timings.findLastIndex((t) => t.scope === 'embed' && resnetKernel(t));
+  const parts = new Map<EncoderPart, number>(ENCODER_PARTS.map((p) => [p, 0]));
+  timings.forEach((t, i) => {
+    const part: EncoderPart = t.scope.startsWith('layer') ? 'transformer layers' : t.scope === 'embed' && i <= lastResnet ? 'ResNet (stages 1–3)' : 'embeddings, position tables and biases';
+    parts.set(part, parts.get(part)! + t.ms);
+  });
+  return parts;
+}
+
+/** onnxruntime's nodes by part, from their names in the export (`/encoder/embed_images/…`, `/encoder/layers.N/…`). */
+function ortParts(nodes: readonly OrtNodeTiming[]): Map<EncoderPart, number> {
+  const parts = new Map<EncoderPart, number>(ENCODER_PARTS.map((p) => [p, 0]));
+  for (const node of nodes) {
+    const part: EncoderPart = node.name.includes('/embed_images/') ? 'ResNet (stages 1–3)' : /\/layers\.\d+\//.test(node.name) ? 'transformer layers' : 'embeddings, position tables and biases';
+    parts.set(part, parts.get(part)! + node.ms);
+  }
+  return parts;
+}
+
+function printPartComparison(size: number, ours: readonly DispatchTiming[], ort: readonly OrtNodeTiming[]): void {
+  const [mine, theirs] = [ourParts(ours), ortParts(ort)];
+  const sum = (m: Map<EncoderPart, number>): number => [...m.values()].reduce((a, b) => a + b, 0);
+  console.log(`\nencoder ${size}×${size} by part: our device time against onnxruntime CPU's node times (each the shortest of ${PROFILE_RUNS} runs)`);
+  const row = (name: string, a: number, b: number): string[] => [name, a.toFixed(1), b.toFixed(1), `${(a / b).toFixed(2)}×`];
+  printAligned(
+    ['part', 'ours (WebGPU) ms', 'onnxruntime CPU ms', 'ours / ORT'],
+    [...ENCODER_PARTS.map((p) => row(p, mine.get(p)!, theirs.get(p)!)), row('total', sum(mine), sum(theirs))],
+    new Set([1, 2, 3]),
+  );
+  const byOp = new Map<string, number>();
+  for (const node of ort) byOp.set(node.op, (byOp.get(node.op) ?? 0) + node.ms);
+  const top = [...byOp].sort((a, b) => b[1] - a[1]).slice(0, 8);
+  console.log(`onnxruntime CPU by op type: ${top.map(([op, ms]) => `${op} ${ms.toFixed(1)}`).join(', ')} ms`);
+}
+
 async function profileEncoder(gpu: WebGpuBackend, model: OfaModel, inputIds: readonly number[], pixels: Float32Array, size: number): Promise<ProfileRow[]> {
   const image = gpu.upload(pixels, [1, 3, size, size]);
   try {
@@ -128,6 +175,7 @@ async function profileEncoder(gpu: WebGpuBackend, model: OfaModel, inputIds: rea
       return timings;
     });
     printSection(`encoder ${size}×${size}`, dispatches, wallMs, 20);
+    if (hasProvider('cpu')) printPartComparison(size, dispatches, await profileOrtEncoder(inputIds, pixels, size, PROFILE_RUNS));
     return rows(`encoder-${size}`, dispatches);
   } finally {
     image.dispose();

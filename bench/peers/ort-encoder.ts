@@ -8,7 +8,9 @@
  * arrays, `last_hidden_state` back as a Float32Array. Sessions keep onnxruntime's defaults (graph
  * optimisations on, its own thread pool), as a user comparing runtimes would run it.
  */
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gunzip } from 'node:zlib';
 import * as ort from 'onnxruntime-node';
@@ -55,4 +57,52 @@ export async function createOrtEncoder(provider: OrtProvider): Promise<OrtEncode
     },
     release: () => session.release(),
   };
+}
+
+/** A node of onnxruntime's profile: its name in the exported graph (e.g. `/encoder/embed_images/layer1/…/Conv`), op type and time. */
+export interface OrtNodeTiming {
+  name: string;
+  op: string;
+  ms: number;
+}
+
+/**
+ * onnxruntime CPU's own profile of the encoder (`enableProfiling`): `runs` runs after a warm-up,
+ * each node keeping its shortest time, in graph order.
+ */
+export async function profileOrtEncoder(inputIds: readonly number[], pixels: Float32Array, imageSize: number, runs: number): Promise<OrtNodeTiming[]> {
+  const directory = await mkdtemp(join(tmpdir(), 'ort-profile-'));
+  try {
+    const session = await ort.InferenceSession.create(await model(), { logSeverityLevel: 3, enableProfiling: true, profileFilePrefix: join(directory, 'encoder') });
+    const feeds = {
+      input_ids: new ort.Tensor('int64', BigInt64Array.from(inputIds, (id) => BigInt(id)), [1, inputIds.length]),
+      patch_images: new ort.Tensor('float32', pixels, [1, 3, imageSize, imageSize]),
+    };
+    for (let run = 0; run <= runs; run++) await session.run(feeds);
+    session.endProfiling();
+    await session.release();
+    const [file] = await readdir(directory);
+    if (!file) throw new Error('onnxruntime wrote no profile');
+    interface Event {
+      cat: string;
+      name: string;
+      ts: number;
+      dur: number;
+      args?: { op_name?: string };
+    }
+    const events = JSON.parse(await readFile(join(directory, file), 'utf8')) as Event[];
+    const modelRuns = events.filter((e) => e.name === 'model_run').sort((a, b) => a.ts - b.ts);
+    const timed = modelRuns[1]?.ts ?? 0; // skip the warm-up run
+    const best = new Map<string, OrtNodeTiming>();
+    for (const e of events) {
+      if (e.cat !== 'Node' || !e.name.endsWith('_kernel_time') || e.ts < timed) continue;
+      const name = e.name.slice(0, -'_kernel_time'.length);
+      const ms = e.dur / 1000;
+      const known = best.get(name);
+      if (!known || ms < known.ms) best.set(name, { name, op: e.args?.op_name ?? '', ms });
+    }
+    return [...best.values()];
+  } finally {
+    await rm(directory, { recursive: true, force: true });
+  }
 }
