@@ -1,5 +1,6 @@
 // gemm_registers with the rows of A shared through subgroup shuffles (see gemm-registers.wgsl).
-// Expects `enable subgroups;` and LANES = the adapter's fixed subgroup size.
+// Expects `enable subgroups;` (left out for naga, which has the builtins but not the directive)
+// and LANES = the adapter's fixed subgroup size.
 
 // Quad `step` of the chunk, read by lane `step`, handed to every lane.
 fn share_a_quad(own_quad: vec4<f32>, step: u32) -> vec4<f32> {

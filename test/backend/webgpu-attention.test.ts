@@ -5,8 +5,8 @@
  * device whose capabilities force a method (see `attentionMethod` in ops/attention.ts):
  * - software (lavapipe's subgroups): attention as GEMMs on the register-blocked kernel, and the
  *   fused kernel with dense rows reading keys from global memory for tiny problems (Tq·Tk < 64);
- * - software without subgroups (Deno's WebGPU): GEMMs on `gemm_tiled` from 64 queries, else the
- *   fused kernel's dense rows;
+ * - software without subgroups (Firefox's WebGPU): the same, the GEMMs reading rows of A at
+ *   uniform addresses instead of sharing them through shuffles;
  * - a GPU: the fused kernel with workgroups sharing key and value tiles through workgroup memory
  *   (when there are ≥ 32 queries per head), and GEMMs for head dims it cannot hold (> 128).
  */
@@ -23,7 +23,7 @@ const cpu = new CpuBackend();
 const layouts: [string, WebGpuBackend][] = [
   ['dense rows', await webgpuBackendWith({ software: true })],
   ['shared key tiles', await webgpuBackendWith({ software: false })],
-  ['software without subgroups', await webgpuBackendWith({ software: true, subgroups: false })],
+  ['software without subgroups', await webgpuBackendWith({ software: true, subgroups: false, subgroupShuffle: false })],
 ];
 
 /** q, k, v, bias in [−1, 1): O(1) outputs, whose f32 rounding in dots and sums stays below 1e-5. */

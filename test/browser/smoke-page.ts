@@ -9,7 +9,7 @@ import { type SmokeResult, kernelSmoke } from '../helpers/kernel-smoke.js';
 
 declare global {
   interface Window {
-    smoke: Promise<{ adapter: string; subgroups: boolean; f16: boolean; software: boolean; results: SmokeResult[] }>;
+    smoke: Promise<{ adapter: string; subgroups: boolean; subgroupShuffle: boolean; f16: boolean; software: boolean; results: SmokeResult[] }>;
   }
 }
 
@@ -18,8 +18,8 @@ window.smoke = (async () => {
   const gpu = await createWebGpuBackend(compatibility ? { adapter: { featureLevel: 'compatibility' } } : {});
   try {
     const results = await kernelSmoke(gpu, new CpuBackend());
-    const { adapterDescription: adapter, subgroups, f16, software } = gpu.capabilities;
-    return { adapter, subgroups, f16, software, results };
+    const { adapterDescription: adapter, subgroups, subgroupShuffle, f16, software } = gpu.capabilities;
+    return { adapter, subgroups, subgroupShuffle, f16, software, results };
   } finally {
     gpu.destroy();
   }

@@ -1,7 +1,7 @@
 /**
  * Runs under Deno (`deno run --allow-read --allow-env --allow-sys`), with Deno's own WebGPU
  * (`navigator.gpu`, wgpu) instead of Dawn's Node binding: the kernel smoke test, every kernel
- * family once against the CPU backend. Prints one JSON line: `{ adapter, subgroups, results }`.
+ * family once against the CPU backend. Prints one JSON line: `{ adapter, subgroups, subgroupShuffle, results }`.
  */
 import { CpuBackend } from '../../src/backend/cpu/cpu-backend.js';
 import { createWebGpuBackend } from '../../src/backend/webgpu/index.js';
@@ -9,5 +9,6 @@ import { kernelSmoke } from '../helpers/kernel-smoke.js';
 
 const gpu = await createWebGpuBackend();
 const results = await kernelSmoke(gpu, new CpuBackend());
-console.log(JSON.stringify({ adapter: gpu.capabilities.adapterDescription, subgroups: gpu.capabilities.subgroups, results }));
+const { adapterDescription: adapter, subgroups, subgroupShuffle } = gpu.capabilities;
+console.log(JSON.stringify({ adapter, subgroups, subgroupShuffle, results }));
 gpu.destroy();

@@ -37,8 +37,8 @@ export async function gemmPaths(options?: KernelContextOptions): Promise<[string
     ['workgroup-memory GEMM', await webgpuBackendWith({ software: false }, options)],
   ];
   // The register GEMM of software adapters without subgroups (Deno's and Firefox's WebGPU).
-  if (gpu.capabilities.software && gpu.capabilities.subgroups) {
-    paths.push(['register-blocked GEMM, uniform reads (no subgroups)', await webgpuBackendWith({ subgroups: false }, options)]);
+  if (gpu.capabilities.software && gpu.capabilities.subgroupShuffle) {
+    paths.push(['register-blocked GEMM, uniform reads (no subgroups)', await webgpuBackendWith({ subgroups: false, subgroupShuffle: false }, options)]);
   }
   return paths;
 }

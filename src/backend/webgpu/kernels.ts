@@ -81,8 +81,14 @@ export interface KernelVariant {
   include?: readonly KernelFile[];
 }
 
-function header(variant: KernelVariant): string {
-  const lines = (variant.enable ?? []).map((e) => `enable ${e};`);
+/**
+ * The directives and aliases before a variant's files. `subgroupsDirective: false` leaves out
+ * `enable subgroups;`, for a compiler that has shuffles but refuses the directive (naga; see
+ * `DeviceCapabilities.subgroupShuffle`).
+ */
+function header(variant: KernelVariant, subgroupsDirective: boolean): string {
+  const enable = (variant.enable ?? []).filter((e) => subgroupsDirective || e !== 'subgroups');
+  const lines = enable.map((e) => `enable ${e};`);
   for (const [name, type] of Object.entries(variant.aliases ?? {})) lines.push(`alias ${name} = ${type};`);
   return lines.join('\n');
 }
@@ -102,13 +108,15 @@ export class PipelineCache {
   constructor(
     private readonly device: GPUDevice,
     private readonly sources: KernelSources,
+    /** Whether kernels say `enable subgroups;`: where the device has WGSL's `subgroups` extension. */
+    private readonly subgroupsDirective = true,
   ) {}
 
   get(variant: KernelVariant): GPUComputePipeline {
     const key = variantKey(variant);
     let pipeline = this.#pipelines.get(key);
     if (pipeline) return pipeline;
-    const head = header(variant);
+    const head = header(variant, this.subgroupsDirective);
     const include = variant.include ?? [];
     const moduleKey = `${variant.file}\n${head}\n${include.join()}`;
     let module = this.#modules.get(moduleKey);

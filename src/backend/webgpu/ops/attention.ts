@@ -186,10 +186,9 @@ function attendByHeads(ctx: KernelContext, q: Tensor, k: Tensor, v: Tensor, opti
  * 970 ms fused (ORT 160 ms); 4 heads of 268 tokens 4.9 ms against 32 (ORT 6.3); a decoding step
  * of 5 beams over 908 shared keys 6.3 ms against 8.5. Over 16 cached keys the one fused dispatch
  * wins (0.22 ms against 0.45): the crossover is near Tq·Tk = 64 (Tq 1, Tk 64 and Tq 4, Tk 16 time
- * the same). Without subgroups (Deno's WebGPU on lavapipe) the GEMMs run on `gemm_tiled`: 2.5×
- * faster than fused from 64 queries (128 tokens: 17 ms against 43), far slower for a few (5 beams
- * over 908 keys: 430 ms against 12). GPUs keep the fused kernel (tiles of keys and values in
- * workgroup memory) while it can hold a head (dh ≤ 128).
+ * the same). Software adapters without subgroup shuffles (Firefox on lavapipe) run the same
+ * register GEMM with uniform reads, and the same choice. GPUs keep the fused kernel (tiles of keys
+ * and values in workgroup memory) while it can hold a head (dh ≤ 128).
  */
 export function attentionMethod(ctx: KernelContext, sizes: AttentionSizes): AttentionMethod {
   const { headDim, tq, tk } = sizes;

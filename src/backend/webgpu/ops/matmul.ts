@@ -76,7 +76,7 @@ export interface RegisterGemm {
 export function registerGemm(ctx: KernelContext): RegisterGemm | undefined {
   if (!ctx.capabilities.software) return undefined;
   const lanes = ctx.capabilities.fixedSubgroupSize;
-  return ctx.capabilities.subgroups && lanes !== undefined ? { lanes, shuffle: true } : { lanes: 1, shuffle: false };
+  return ctx.capabilities.subgroupShuffle && lanes !== undefined ? { lanes, shuffle: true } : { lanes: 1, shuffle: false };
 }
 
 export function recordGemm(ctx: KernelContext, g: Gemm): Tensor {
