@@ -12,10 +12,11 @@ export interface DeviceCapabilities {
   subgroups: boolean;
   /**
    * `subgroupShuffle` works: the register GEMM shares rows through shuffles. Also where the
-   * compiler has the shuffle builtins but not the extension's directive (wgpu's naga: Deno), whose
-   * kernels then leave `enable subgroups;` out (see `subgroupSupport`).
+   * compiler has the shuffle builtins but not the extension (wgpu's naga: Deno; see `subgroupSupport`).
    */
   subgroupShuffle: boolean;
+  /** Kernels using subgroups say `enable subgroups;`: false where the compiler refuses it (naga). */
+  subgroupsDirective: boolean;
   /** The subgroup size where the adapter has one fixed size (lavapipe: 8), else undefined. */
   fixedSubgroupSize: number | undefined;
   /** Software rasteriser (lavapipe / SwiftShader): register blocking beats workgroup-memory tiling. */
@@ -86,8 +87,9 @@ fn main(@builtin(local_invocation_index) i: u32, @builtin(subgroup_invocation_id
  * with `enable subgroups;` runs right; shuffles alone, when only one without it does (naga refuses
  * the directive and lacks parts of the extension, e.g. `subgroupElect`).
  */
-async function subgroupSupport(device: GPUDevice): Promise<{ subgroups: boolean; subgroupShuffle: boolean }> {
-  if (!device.features.has('subgroups')) return { subgroups: false, subgroupShuffle: false };
+async function subgroupSupport(device: GPUDevice): Promise<Pick<DeviceCapabilities, 'subgroups' | 'subgroupShuffle' | 'subgroupsDirective'>> {
+  const none = { subgroups: false, subgroupShuffle: false, subgroupsDirective: true };
+  if (!device.features.has('subgroups')) return none;
   for (const directive of [true, false]) {
     device.pushErrorScope('validation');
     const module = device.createShaderModule({ label: 'subgroup probe', code: SHUFFLE_PROBE.replace('ENABLE', directive ? 'enable subgroups;' : '') });
@@ -113,13 +115,13 @@ async function subgroupSupport(device: GPUDevice): Promise<{ subgroups: boolean;
         shuffles &&= width > 0 && neighbour === (lane + 1) % width;
       }
       readable.unmap();
-      return { subgroups: shuffles && directive, subgroupShuffle: shuffles };
+      return { subgroups: shuffles && directive, subgroupShuffle: shuffles, subgroupsDirective: directive };
     } finally {
       lanes.destroy();
       readable.destroy();
     }
   }
-  return { subgroups: false, subgroupShuffle: false };
+  return none;
 }
 
 async function capabilitiesOf(device: GPUDevice, info: GPUAdapterInfo): Promise<DeviceCapabilities> {

@@ -108,7 +108,7 @@ export class PipelineCache {
   constructor(
     private readonly device: GPUDevice,
     private readonly sources: KernelSources,
-    /** Whether kernels say `enable subgroups;`: where the device has WGSL's `subgroups` extension. */
+    /** See `DeviceCapabilities.subgroupsDirective`. */
     private readonly subgroupsDirective = true,
   ) {}
 

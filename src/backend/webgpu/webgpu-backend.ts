@@ -46,7 +46,7 @@ export class WebGpuBackend implements Backend {
     this.device = device;
     this.capabilities = capabilities;
     this.#pool = new BufferPool(device);
-    this.#ctx = new KernelContext(this, device, capabilities, this.#pool, new PipelineCache(device, sources, capabilities.subgroups), (t) => this.#scopes.track(t), () => this.#checkUsable(), options);
+    this.#ctx = new KernelContext(this, device, capabilities, this.#pool, new PipelineCache(device, sources, capabilities.subgroupsDirective), (t) => this.#scopes.track(t), () => this.#checkUsable(), options);
     void device.lost.then((info) => {
       if (!this.#destroyed) this.#lostReason = `${info.reason ?? 'unknown'}: ${info.message}`;
     });
