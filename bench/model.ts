@@ -6,6 +6,7 @@
  *                          [--sizes 256,480] [--encoder-rounds 7] [--ort-webgpu-runs 2] [--profile]
  *                          [--forward-runs N] [--encoder-mode joint|decomposed]
  *                          [--exit-scope per-sample|batch] [--cache-fill copy|project]
+ *                          [--exit-site device|host]
  *
  * Rows (median milliseconds of `runs` timed runs after `warmup` untimed ones):
  * - `encoder`: ResNet stages 1–3 and the transformer encoder, until the output is computed
@@ -30,7 +31,9 @@
  *   of them alike; the table compares each configuration with `none` in the same round (the
  *   median of those paired ratios, `paired_vs_none`, is the number to quote), and also the
  *   medians and minimums. `--exit-scope` and `--cache-fill` set the threshold rows' decision scope and
- *   cache fill (default: per beam, copied — the pipeline's defaults).
+ *   cache fill (default: per beam, copied — the pipeline's defaults), `--exit-site` where decisions
+ *   are taken (default on the device, gated layers in one submission; `host`: a similarity read per
+ *   layer, later layers only for the beams still going).
  *
  * - `ofa-encoder` (bench/encoder-peers.ts): the encoder on our WebGPU backend against onnxruntime-node
  *   on the ONNX export of the same model (CPU and WebGPU execution providers), host to host, the
@@ -58,7 +61,7 @@ import type { EncoderOutput } from '../src/models/ofa/encoder.js';
 import { OfaModel } from '../src/models/ofa/model.js';
 import { OfaStepDecoder } from '../src/models/ofa/step-decoder.js';
 import { type CacheFill, ExitingStepDecoder } from '../src/mue/decoder-exits.js';
-import type { DecisionScope } from '../src/mue/exit.js';
+import type { DecisionScope, DecisionSite } from '../src/mue/exit.js';
 import { encodeWithExits } from '../src/mue/encoder-exits.js';
 import { type StreamReport, exitReport } from '../src/mue/report.js';
 import { type EncoderPeerRow, type EncoderPeerSettings, benchEncoderPeers, printEncoderPeerTable } from './encoder-peers.js';
@@ -116,6 +119,8 @@ interface ForwardRow {
   beams: number;
   decoderSteps: number;
   encoderMode: EncoderMode;
+  /** Where decisions are taken (threshold and `checks` rows). */
+  site: DecisionSite;
   /** Whose states a decision covers (threshold rows; `checks` and `none` never exit). */
   scope: DecisionScope;
   /** How skipped decoder layers' caches are filled. */
@@ -158,6 +163,7 @@ interface Settings {
   /** Timed rounds of the `ofa-forward` configurations per backend, after one warm-up round (default: 5 on the CPU, 15 on WebGPU). */
   forwardRuns: Partial<Record<BackendName, number>>;
   encoderMode?: EncoderMode;
+  site: DecisionSite;
   scope: DecisionScope;
   cacheFill: CacheFill;
 }
@@ -248,6 +254,7 @@ async function forward(
     const result = await encodeWithExits(model, pixels, inputIds, {
       image: thresholds.image,
       text: thresholds.text,
+      site: settings.site,
       scope: settings.scope,
     });
     encoded = result.output;
@@ -260,6 +267,7 @@ async function forward(
       ? new ExitingStepDecoder(model, encoded, FORWARD_BEAMS, {
           threshold: thresholds.decoder,
           maxLen: MAX_LEN,
+          site: settings.site,
           scope: settings.scope,
           fill: settings.cacheFill,
         })
@@ -316,6 +324,7 @@ async function benchForward(subject: Subject, golden: Golden, settings: Settings
       beams: FORWARD_BEAMS,
       decoderSteps: DECODER_STEPS,
       encoderMode: model.config.encoderMode,
+      site: settings.site,
       scope: settings.scope,
       cacheFill: settings.cacheFill,
       device: subject.device,
@@ -524,6 +533,7 @@ async function main(): Promise<void> {
       'forward-runs': { type: 'string' },
       'encoder-mode': { type: 'string' },
       'exit-scope': { type: 'string', default: 'per-sample' },
+      'exit-site': { type: 'string', default: 'device' },
       'cache-fill': { type: 'string', default: 'copy' },
       only: { type: 'string' },
       sizes: { type: 'string', default: '256,480' },
@@ -545,6 +555,7 @@ async function main(): Promise<void> {
     forwardRuns: {},
     encoderMode: mode,
     scope: oneOf(values['exit-scope'], '--exit-scope', ['per-sample', 'batch'] as const),
+    site: oneOf(values['exit-site'], '--exit-site', ['device', 'host'] as const),
     cacheFill: oneOf(values['cache-fill'], '--cache-fill', ['copy', 'project'] as const),
   };
   if (values['forward-runs'] !== undefined) {
@@ -588,7 +599,7 @@ async function main(): Promise<void> {
     const { encoderMode } = forwardRows[0]!;
     console.log(
       `\nofa-forward (MuE): encoder (${encoderMode}) + beam search, ${FORWARD_BEAMS} beams × ${DECODER_STEPS} steps, ` +
-        `${golden.imageSize}×${golden.imageSize}; decisions on the device, ${settings.scope}, cache fill ${settings.cacheFill}`,
+        `${golden.imageSize}×${golden.imageSize}; decisions on the ${settings.site}, ${settings.scope}, cache fill ${settings.cacheFill}`,
     );
     printForwardTable(forwardRows);
   }

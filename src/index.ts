@@ -31,9 +31,10 @@ export {
 
 // ---- MuE dynamic early exits (mue-spec.md) ---------------------------------------------------------
 export { ExitTracker, type DecisionScope, type DecisionSite, type ExitOptions, type LayerDecision } from './mue/exit.js';
-export { exitReport, readStreamReport, type ExitReport, type StreamReport } from './mue/report.js';
+export { exitReport, readStreamReport, reportOfRows, type ExitReport, type StreamReport } from './mue/report.js';
 export { decoderThreshold } from './mue/schedule.js';
 export {
+  encodeBatchWithExits,
   encodeWithExits,
   type EncoderExitOptions,
   type EncoderExitResult,
@@ -60,7 +61,7 @@ export {
   type OfaPresetName,
   type ResnetType,
 } from './models/ofa/config.js';
-export type { EncoderOutput } from './models/ofa/encoder.js';
+export type { EncoderBatch, EncoderOutput } from './models/ofa/encoder.js';
 export type { DecoderOutput, DecodingSession, KeyValues, LayerCache } from './models/ofa/decoder.js';
 export type { LoadProgress } from './models/ofa/weights.js';
 export { OfaStepDecoder } from './models/ofa/step-decoder.js';
@@ -75,7 +76,7 @@ export {
 
 // ---- generation -------------------------------------------------------------------------------
 export type { StepDecoder } from './generate/decoder.js';
-export { beamSearch, maxGenerationLength, type BeamSearchOptions, type Hypothesis } from './generate/beam-search.js';
+export { beamSearch, beamSearchBatch, maxGenerationLength, type BeamSearchOptions, type Hypothesis } from './generate/beam-search.js';
 export { greedy, type GreedyOptions, type GreedyResult } from './generate/greedy.js';
 export {
   CAPTION_PROMPT,

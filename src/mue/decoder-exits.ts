@@ -23,8 +23,9 @@
  * The decisions come from an `ExitTracker` (src/mue/exit.ts): on the device (no read-back until
  * the step's logits are read; the fills select per beam with `where` on the done-before flags of
  * each layer, which say which beams skipped it) or on the host (the reference: JavaScript reads
- * the flags and picks). `'per-sample'` scope decides for each beam alone; `'batch'` once for all
- * (the authors run batch 1).
+ * the similarities and decides; each later layer runs for the beams still going only, and its
+ * cache rows are put together from theirs and the others' fills, `hostFill`). `'per-sample'` scope
+ * decides for each beam alone; `'batch'` once for all (the authors run batch 1).
  *
  * `exitingStep` runs one step; `ExitingStepDecoder` is the generators' `StepDecoder` with exits
  * and the authors' threshold schedule, collecting one `StreamReport` per decoded token.

@@ -23,8 +23,9 @@
  *
  * **Where decisions are taken** (`site`): `'device'` records the whole forward pass (similarities,
  * comparisons, gates) in one submission, with no read-back until the reports are read after it;
- * `'host'` reads each decision back and stops running a stream in JavaScript (the readable
- * reference). Both give the same decisions and the same output, whose structure follows
+ * `'host'` reads each decision back, decides in JavaScript (the readable reference) and runs
+ * each later layer on the samples still going only (in the joint encoder: the samples of which
+ * either modality goes on). Both give the same decisions and the same output, whose structure follows
  * `EncoderOutput`: a stream's state list ends at its exit layer, `hiddenStates` has
  * `max(layers run) + 1` entries. (In device mode the carried copies past an exit are computed on
  * the device and dropped once the reports have been read.)

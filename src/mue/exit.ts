@@ -9,16 +9,20 @@
  * token of every beam in one decoding step. `ExitTracker` applies the rule layer after layer:
  *
  * - **where the decision is taken**: on the device (`'device'`: the similarity, the comparison and
- *   the skipping of later layers all stay in the one recorded submission; no read-back per layer)
- *   or on the host (`'host'`: the similarity is read back after every layer and JavaScript decides;
- *   the readable reference the device mode is tested against);
+ *   the skipping of later layers all stay in the one recorded submission, with no read-back per
+ *   layer; a layer every sample has stopped before is gated — its kernels launch and return at once
+ *   — and samples that have stopped are carried through the layers the others still run) or on
+ *   the host (`'host'`: the similarities are read back after every layer and JavaScript decides,
+ *   the readable reference the device mode is tested against; the next layer then runs only on the
+ *   rows of the samples still going, and not at all once none is — at batch 1, the forward pass
+ *   submitted in segments);
  * - **whose states a decision covers**: each sample (beam) alone (`'per-sample'`, ours), or the
  *   whole batch flattened into one vector (`'batch'`, what the authors' code does; they run batch 1).
  *
- * Samples that have stopped keep their exit state: later layers still run for the others (unless
- * every sample has stopped, when they are skipped), and the rule puts the kept states back. One
- * backend op, `decideExit`, applies the rule after a layer (selection, similarity and comparison:
- * one kernel on WebGPU).
+ * Samples that have stopped keep their exit state, which the rule puts back among the others'. One
+ * backend op, `decideExit`, applies the rule after a layer on the device (selection, similarity and
+ * comparison: one kernel on WebGPU); on the host it is `cosineSimilarity` and a comparison in
+ * JavaScript.
  */
 import type { Backend, ExitDecision } from '../backend/backend.js';
 import type { Tensor } from '../tensor.js';

@@ -1,0 +1,268 @@
+/**
+ * Does wall time follow the compute MuE skips, and do batches with exits save? The demo model
+ * (weights/ofa-tiny-demo) in MuE's decomposed layout on the first items of data/shapes-eval,
+ * through the library API (`OfaPipeline.entailBatch` / `captionBatch`), per backend, task and
+ * batch size:
+ *
+ *   npx tsx bench/mue-speed.ts [--backends webgpu,cpu] [--tasks entail,caption] [--batches 1,4,16]
+ *                              [--items 16] [--rounds 3] [--sites device,host]
+ *                              [--exits 0.7751,0.8601,0.7404] [--image-size 256]
+ *
+ * Configurations, each over the same items in chunks of the batch size:
+ * - `none`: the plain model, no checks;
+ * - the thresholds (image, text, decoder; default: the reference run's `split` setting, chosen at
+ *   the median similarities so that items decide differently, which skips about a third of the
+ *   layer compute) with decisions on the device (gated layers: their kernels still launch, and a
+ *   batch skips a layer only once all its samples have stopped) and on the host (a similarity
+ *   read after every layer; later layers run on the samples still going only);
+ * - at batch 1, `floor`: every stream exits after its first layer (thresholds 0; captions keep
+ *   the schedule's first third of steps at full depth), the most compute MuE can skip. Its saving
+ *   over `none` shows how much of the wall time is skippable layer compute at all (the ResNet, the
+ *   output projection and the search are not); `ceiling` = that share of wall per share of
+ *   compute: no setting's wall/compute ratio can exceed it while wall time is linear in compute.
+ *
+ * Every configuration runs once per round after an untimed warm-up round, so drift on a shared
+ * machine hits all alike; `paired_vs_none` is the median over rounds of a configuration's time
+ * over `none`'s in the same round, minus 1. Beside wall time, the process's CPU time (lavapipe's
+ * threads are the process's) is paired the same way (`cpu_paired_vs_none`): on a machine shared
+ * with other jobs it follows the work done more closely than wall time does. Derived: `wall_saved` = −paired_vs_none,
+ * `wall_per_compute` = wall_saved / compute_skipped (the issue's target: ≥ 0.7 at batch 1), and
+ * `items_per_s_gain` = 1 / (1 + paired_vs_none) − 1 (target at batch 16: ≥ 0.7 · skipped /
+ * (1 − skipped), i.e. `gain_target`). Rows go to `bench/results/mue-speed-latest.json`.
+ */
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import type { DecisionSite } from '../src/mue/exit.js';
+import { type BackendName, type ExitSettings, OfaPipeline, type PipelineExitReport } from '../src/pipeline.js';
+
+const ROOT = fileURLToPath(new URL('../', import.meta.url));
+const SPLIT = join(ROOT, 'data/shapes-eval');
+const MODEL = join(ROOT, 'weights/ofa-tiny-demo');
+const RESULTS = join(ROOT, 'bench/results/mue-speed-latest.json');
+
+type Task = 'entail' | 'caption';
+
+interface Row {
+  op: 'mue-speed';
+  task: Task;
+  backend: BackendName;
+  batch: number;
+  /** `none`, `floor`, or the thresholds `image/text/decoder`. */
+  exits: string;
+  site: DecisionSite | null;
+  items: number;
+  ms_per_item: number;
+  items_per_s: number;
+  /** Token-weighted layer compute run over the full model's, averaged over the items. */
+  layers_fraction: number;
+  compute_skipped: number;
+  paired_vs_none: number | null;
+  /** The same pairing over the process's CPU time (user + system). */
+  cpu_paired_vs_none: number | null;
+  wall_saved: number | null;
+  wall_per_compute: number | null;
+  items_per_s_gain: number | null;
+  gain_target: number | null;
+  /** Batch-1 `floor` rows: the share of wall time skippable per share of compute. */
+  ceiling?: number;
+  rounds: number;
+  image_size: number;
+  device: string;
+}
+
+interface Config {
+  name: string;
+  site: DecisionSite | null;
+  exits: ExitSettings | false;
+}
+
+interface Item {
+  image: string;
+  hypothesis: string;
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+function list<T>(value: string, parse: (part: string) => T): T[] {
+  return value.split(',').map((part) => parse(part.trim()));
+}
+
+function positive(part: string, flag: string): number {
+  const n = Number(part);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${flag}: expected positive integers, got ${part}`);
+  return n;
+}
+
+function oneOf<T extends string>(part: string, allowed: readonly T[], flag: string): T {
+  if (!allowed.includes(part as T)) throw new Error(`${flag}: ${part} is not one of ${allowed.join(', ')}`);
+  return part as T;
+}
+
+async function readItems(count: number): Promise<Item[]> {
+  const lines = (await readFile(join(SPLIT, 'items.jsonl'), 'utf8')).trim().split('\n');
+  if (lines.length < count) throw new Error(`${SPLIT}: ${lines.length} items, fewer than --items ${count}`);
+  return lines.slice(0, count).map((line) => {
+    const { image, hypothesis } = JSON.parse(line) as Item;
+    return { image: join(SPLIT, image), hypothesis };
+  });
+}
+
+/** One pass over the items in chunks of `batch`: wall and CPU milliseconds, and the mean layer fraction. */
+async function pass(
+  pipeline: OfaPipeline,
+  task: Task,
+  items: readonly Item[],
+  batch: number,
+  config: Config,
+): Promise<{ ms: number; cpuMs: number; layersFraction: number }> {
+  const reports: (PipelineExitReport | undefined)[] = [];
+  const cpuStart = process.cpuUsage();
+  const start = performance.now();
+  for (let i = 0; i < items.length; i += batch) {
+    const chunk = items.slice(i, i + batch);
+    const results =
+      task === 'entail'
+        ? await pipeline.entailBatch(chunk, { exits: config.exits })
+        : await pipeline.captionBatch(
+            chunk.map((item) => item.image),
+            { exits: config.exits },
+          );
+    reports.push(...results.map((r) => r.exitReport));
+  }
+  const ms = performance.now() - start;
+  const cpu = process.cpuUsage(cpuStart);
+  const layersFraction = reports.reduce((sum, r) => sum + (r?.layersFraction ?? 1), 0) / reports.length;
+  return { ms, cpuMs: (cpu.user + cpu.system) / 1000, layersFraction };
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      backends: { type: 'string', default: 'webgpu,cpu' },
+      tasks: { type: 'string', default: 'entail,caption' },
+      batches: { type: 'string', default: '1,4,16' },
+      items: { type: 'string', default: '16' },
+      rounds: { type: 'string', default: '3' },
+      sites: { type: 'string', default: 'device,host' },
+      exits: { type: 'string', default: '0.7751,0.8601,0.7404' },
+      'image-size': { type: 'string', default: '256' },
+    },
+  });
+  const backends = list(values.backends, (p) => oneOf(p, ['webgpu', 'cpu'] as const, '--backends'));
+  const tasks = list(values.tasks, (p) => oneOf(p, ['entail', 'caption'] as const, '--tasks'));
+  const batches = list(values.batches, (p) => positive(p, '--batches'));
+  const sites = list(values.sites, (p) => oneOf(p, ['device', 'host'] as const, '--sites'));
+  const [image, text, decoder] = list(values.exits, Number);
+  if ([image, text, decoder].some((t) => t === undefined || !Number.isFinite(t))) {
+    throw new Error(`--exits: expected three thresholds image,text,decoder, got ${values.exits}`);
+  }
+  const thresholds = { image: image!, text: text!, decoder: decoder! };
+  const itemCount = positive(values.items, '--items');
+  const rounds = positive(values.rounds, '--rounds');
+  const imageSize = positive(values['image-size'], '--image-size');
+  const items = await readItems(itemCount);
+  const label = `${image}/${text}/${decoder}`;
+
+  const rows: Row[] = [];
+  for (const backend of backends) {
+    const pipeline = await OfaPipeline.load(MODEL, { backend, imageSize, encoderMode: 'decomposed' });
+    const device =
+      'capabilities' in pipeline.backend
+        ? (pipeline.backend as { capabilities: { adapterDescription: string } }).capabilities.adapterDescription
+        : `node ${process.version} ${process.arch}`;
+    try {
+      for (const task of tasks) {
+        for (const batch of batches) {
+          const configs: Config[] = [
+            { name: 'none', site: null, exits: false },
+            ...sites.map((site) => ({ name: label, site, exits: { ...thresholds, site } })),
+            ...(batch === 1 ? [{ name: 'floor', site: 'device' as const, exits: { image: 0, text: 0, decoder: 0 } }] : []),
+          ];
+          const times = configs.map(() => [] as number[]);
+          const cpuTimes = configs.map(() => [] as number[]);
+          const fractions = configs.map(() => 1);
+          for (let round = -1; round < rounds; round++) {
+            for (const [i, config] of configs.entries()) {
+              const { ms, cpuMs, layersFraction } = await pass(pipeline, task, round < 0 ? items.slice(0, batch) : items, batch, config);
+              if (round >= 0) {
+                times[i]!.push(ms);
+                cpuTimes[i]!.push(cpuMs);
+              }
+              fractions[i] = layersFraction;
+            }
+          }
+          const floorIndex = configs.findIndex((c) => c.name === 'floor');
+          const pairedOf = (series: number[][], i: number): number => median(series[i]!.map((ms, round) => ms / series[0]![round]! - 1));
+          const paired = (i: number): number => pairedOf(times, i);
+          const ceiling = floorIndex < 0 ? undefined : -paired(floorIndex) / (1 - fractions[floorIndex]!);
+          configs.forEach((config, i) => {
+            const skipped = 1 - fractions[i]!;
+            const ms = median(times[i]!);
+            const relative = i === 0 ? null : paired(i);
+            rows.push({
+              op: 'mue-speed',
+              task,
+              backend,
+              batch,
+              exits: config.name,
+              site: config.site,
+              items: items.length,
+              ms_per_item: ms / items.length,
+              items_per_s: (1000 * items.length) / ms,
+              layers_fraction: fractions[i]!,
+              compute_skipped: skipped,
+              paired_vs_none: relative,
+              cpu_paired_vs_none: i === 0 ? null : pairedOf(cpuTimes, i),
+              wall_saved: relative === null ? null : -relative,
+              wall_per_compute: relative === null || skipped === 0 ? null : -relative / skipped,
+              items_per_s_gain: relative === null ? null : 1 / (1 + relative) - 1,
+              gain_target: relative === null || skipped === 1 ? null : (0.7 * skipped) / (1 - skipped),
+              ...(config.name === 'floor' && ceiling !== undefined ? { ceiling } : {}),
+              rounds,
+              image_size: imageSize,
+              device,
+            });
+          });
+          printRows(rows.slice(-configs.length));
+        }
+      }
+    } finally {
+      pipeline.dispose();
+    }
+  }
+  const temporary = `${RESULTS}.${process.pid}.tmp`;
+  await writeFile(temporary, `${JSON.stringify(rows, null, 1)}\n`);
+  await rename(temporary, RESULTS);
+  console.log(`\nwrote ${rows.length} rows to ${RESULTS}`);
+}
+
+function printRows(rows: readonly Row[]): void {
+  const percent = (x: number | null | undefined): string => (x === null || x === undefined ? '' : `${(100 * x).toFixed(1)}%`);
+  const ratio = (x: number | null | undefined): string => (x === null || x === undefined ? '' : x.toFixed(2));
+  for (const r of rows) {
+    console.log(
+      [
+        r.backend.padEnd(6),
+        r.task.padEnd(7),
+        `batch ${String(r.batch).padStart(2)}`,
+        `${r.exits}${r.site ? ` (${r.site})` : ''}`.padEnd(26),
+        `${r.ms_per_item.toFixed(1).padStart(8)} ms/item`,
+        `${r.items_per_s.toFixed(2).padStart(6)} items/s`,
+        `skipped ${percent(r.compute_skipped).padStart(6)}`,
+        `wall ${percent(r.wall_saved).padStart(6)}`,
+        `cpu ${percent(r.cpu_paired_vs_none === null ? null : -r.cpu_paired_vs_none).padStart(6)}`,
+        `wall/compute ${ratio(r.wall_per_compute).padStart(5)}`,
+        `gain ${percent(r.items_per_s_gain).padStart(6)} (target ${percent(r.gain_target)})`,
+        r.ceiling === undefined ? '' : `ceiling ${ratio(r.ceiling)}`,
+      ].join('  '),
+    );
+  }
+}
+
+await main();
