@@ -117,6 +117,14 @@ describe('mue (in process)', () => {
     expect(run.stderr).toMatch(/out\.bin: give a folder .* or a file name ending in \.safetensors/);
   });
 
+  it('convert shows a progress bar when stderr is a terminal', async () => {
+    const stdout = collector();
+    const stderr = collector();
+    const io: CliIo = { stdout: stdout.stream, stderr: Object.assign(stderr.stream, { isTTY: true }) };
+    expect(await runCli(['convert', FAIRSEQ_CHECKPOINT, join(scratch, 'tty-model')], io)).toBe(0);
+    expect(stderr.text()).toMatch(/converting \[=+\] 100% \| 1\.3\/1\.3 MB/);
+  });
+
   it('convert names a missing input and an input that is already safetensors', async () => {
     const missing = await mue('convert', join(scratch, 'nowhere.pt'), join(scratch, 'out'));
     expect(missing.stderr).toMatch(/^mue: checkpoint .*nowhere\.pt: no such file or directory\n$/);
