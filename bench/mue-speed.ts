@@ -29,18 +29,49 @@
  * `wall_per_compute` = wall_saved / compute_skipped (the issue's target: ≥ 0.7 at batch 1), and
  * `items_per_s_gain` = 1 / (1 + paired_vs_none) − 1 (target at batch 16: ≥ 0.7 · skipped /
  * (1 − skipped), i.e. `gain_target`). Rows go to `bench/results/mue-speed-latest.json`.
+ *
+ * `--stages`: where one request's wall time goes instead, batch 1, no exits, through the model
+ * API with the device drained between stages (`sync`): preprocessing, the ResNet with the
+ * embeddings and position biases, the encoder layers (both streams), the decoder layers (the
+ * prompt pass; for captions every step's, timed between drains inside each step) and the rest
+ * (read-out: the output projection, log-softmax, read-back and, for captions, the search and the
+ * steps' embedding, biases and cache reorders). Only the layers can be skipped by MuE: their share
+ * bounds how much wall time any setting can save per share of compute. Rows `{op: "mue-stages",
+ * task, backend, stage, ms, share}` go to `bench/results/mue-stages-latest.json`.
  */
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import type { Backend } from '../src/backend/backend.js';
+import { beamSearch } from '../src/generate/beam-search.js';
+import { CAPTION_PROMPT, entailmentPrompt } from '../src/generate/tasks.js';
+import { preprocessImage } from '../src/image/preprocess.js';
+import type { OfaModel } from '../src/models/ofa/model.js';
+import { OfaStepDecoder } from '../src/models/ofa/step-decoder.js';
 import type { DecisionSite } from '../src/mue/exit.js';
 import { type BackendName, type ExitSettings, OfaPipeline, type PipelineExitReport } from '../src/pipeline.js';
+import type { Tensor } from '../src/tensor.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const SPLIT = join(ROOT, 'data/shapes-eval');
 const MODEL = join(ROOT, 'weights/ofa-tiny-demo');
 const RESULTS = join(ROOT, 'bench/results/mue-speed-latest.json');
+const STAGE_RESULTS = join(ROOT, 'bench/results/mue-stages-latest.json');
+const STAGES = ['preprocess', 'resnet + embeddings', 'encoder layers', 'decoder layers', 'read-out, search'] as const;
+type Stage = (typeof STAGES)[number];
+
+interface StageRow {
+  op: 'mue-stages';
+  task: Task;
+  backend: BackendName;
+  stage: Stage;
+  /** Median over the items and rounds of the stage's milliseconds per request. */
+  ms: number;
+  share: number;
+  image_size: number;
+  device: string;
+}
 
 type Task = 'entail' | 'caption';
 
@@ -141,6 +172,128 @@ async function pass(
   return { ms, cpuMs: (cpu.user + cpu.system) / 1000, layersFraction };
 }
 
+/** Caption decoding that times its layers apart: the device is drained before and after them in every step. */
+class LayerTimedStepDecoder extends OfaStepDecoder {
+  layersMs = 0;
+
+  protected override async forward(tokens: number[]): Promise<Tensor> {
+    const backend = this.model.backend;
+    const step = this.session.begin(tokens);
+    await backend.sync();
+    const start = performance.now();
+    let x = step.hidden;
+    for (let l = 0; l < this.model.decoder.layerCount; l++) {
+      const next = this.session.layer(l, x, step);
+      x.dispose();
+      x = next;
+    }
+    await backend.sync();
+    this.layersMs += performance.now() - start;
+    const { lastHiddenState, logits } = this.session.end(x, step);
+    x.dispose();
+    lastHiddenState.dispose();
+    return logits;
+  }
+}
+
+/** One request's stages (see the module comment), in milliseconds. */
+async function stagesOf(pipeline: OfaPipeline, task: Task, item: Item): Promise<Record<Stage, number>> {
+  const { model, backend, imageSize } = pipeline;
+  const times = {} as Record<Stage, number>;
+  let mark = performance.now();
+  const lap = async (stage: Stage): Promise<void> => {
+    await backend.sync();
+    const now = performance.now();
+    times[stage] = now - mark;
+    mark = now;
+  };
+  const { pixels } = await preprocessImage(new Uint8Array(await readFile(item.image)), imageSize, item.image);
+  const prompt = pipeline.tokenizer.encodeWithSpecials(task === 'entail' ? entailmentPrompt(item.hypothesis) : CAPTION_PROMPT);
+  await lap('preprocess');
+  const input = backend.upload(pixels, [1, 3, imageSize, imageSize], 'f32');
+  const encoder = model.encoder;
+  const streams = encoder.embedStreamsBatch({ pixels: input, texts: [prompt] });
+  input.dispose();
+  await lap('resnet + embeddings');
+  const run = (hidden: Tensor, context: Parameters<typeof encoder.layer>[2]): Tensor[] => {
+    const states = [hidden];
+    for (let l = 0; l < encoder.layerCount; l++) states.push(encoder.layer(l, states[l]!, context));
+    return states;
+  };
+  const encoded = encoder.finishStreams(streams, run(streams.image.hidden, streams.image.context), run(streams.text.hidden, streams.text.context));
+  await lap('encoder layers');
+  try {
+    if (task === 'entail') return { ...times, ...(await entailDecoderStages(model, backend, encoded, prompt)) };
+    const decoder = new LayerTimedStepDecoder(model, encoded, 5);
+    try {
+      const start = performance.now();
+      await beamSearch(decoder, { beamSize: 5, sourceLength: prompt.length });
+      const decoding = performance.now() - start;
+      return { ...times, 'decoder layers': decoder.layersMs, 'read-out, search': decoding - decoder.layersMs };
+    } finally {
+      decoder.dispose();
+    }
+  } finally {
+    encoded.dispose();
+  }
+}
+
+/** The prompt pass's layers, then the read-out at the last position. */
+async function entailDecoderStages(
+  model: OfaModel,
+  backend: Backend,
+  encoded: Parameters<OfaModel['decodeFull']>[0],
+  prompt: readonly number[],
+): Promise<Pick<Record<Stage, number>, 'decoder layers' | 'read-out, search'>> {
+  const decoder = model.decoder;
+  const ids = prompt.slice(0, -1);
+  const memory = decoder.memory(encoded);
+  const positions = decoder.decoderPositions(0, ids.length);
+  const selfKeys = decoder.selfPositionKeys(positions);
+  const pass = decoder.pass(positions, selfKeys, memory);
+  positions.dispose();
+  selfKeys.dispose();
+  await backend.sync();
+  let start = performance.now();
+  let x = decoder.embed(ids, 1, ids.length);
+  for (let l = 0; l < decoder.layerCount; l++) {
+    const next = decoder.layer(l, x, pass, memory);
+    x.dispose();
+    x = next;
+  }
+  await backend.sync();
+  const layers = performance.now() - start;
+  start = performance.now();
+  const { lastHiddenState, logits } = decoder.finishAt(x, [ids.length - 1]);
+  const logProbs = backend.logSoftmax(logits.reshape([1, -1]));
+  await logProbs.read();
+  const readOut = performance.now() - start;
+  for (const t of [x, lastHiddenState, logits, logProbs, pass.selfPositionBias, pass.crossPositionBias]) t.dispose();
+  memory.dispose();
+  return { 'decoder layers': layers, 'read-out, search': readOut };
+}
+
+async function measureStages(pipeline: OfaPipeline, backend: BackendName, tasks: readonly Task[], items: readonly Item[], rounds: number, device: string): Promise<StageRow[]> {
+  const rows: StageRow[] = [];
+  for (const task of tasks) {
+    await stagesOf(pipeline, task, items[0]!);
+    const samples = STAGES.map(() => [] as number[]);
+    for (let round = 0; round < rounds; round++) {
+      for (const item of items) {
+        const times = await stagesOf(pipeline, task, item);
+        STAGES.forEach((stage, i) => samples[i]!.push(times[stage]));
+      }
+    }
+    const medians = samples.map(median);
+    const total = medians.reduce((a, b) => a + b, 0);
+    STAGES.forEach((stage, i) => {
+      rows.push({ op: 'mue-stages', task, backend, stage, ms: medians[i]!, share: medians[i]! / total, image_size: pipeline.imageSize, device });
+      console.log(`${backend.padEnd(6)}  ${task.padEnd(7)}  ${stage.padEnd(20)}  ${medians[i]!.toFixed(1).padStart(8)} ms  ${(100 * medians[i]! / total).toFixed(1).padStart(5)}%`);
+    });
+  }
+  return rows;
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -152,6 +305,7 @@ async function main(): Promise<void> {
       sites: { type: 'string', default: 'device,host' },
       exits: { type: 'string', default: '0.7751,0.8601,0.7404' },
       'image-size': { type: 'string', default: '256' },
+      stages: { type: 'boolean', default: false },
     },
   });
   const backends = list(values.backends, (p) => oneOf(p, ['webgpu', 'cpu'] as const, '--backends'));
@@ -170,6 +324,7 @@ async function main(): Promise<void> {
   const label = `${image}/${text}/${decoder}`;
 
   const rows: Row[] = [];
+  const stageRows: StageRow[] = [];
   for (const backend of backends) {
     const pipeline = await OfaPipeline.load(MODEL, { backend, imageSize, encoderMode: 'decomposed' });
     const device =
@@ -177,6 +332,10 @@ async function main(): Promise<void> {
         ? (pipeline.backend as { capabilities: { adapterDescription: string } }).capabilities.adapterDescription
         : `node ${process.version} ${process.arch}`;
     try {
+      if (values.stages) {
+        stageRows.push(...(await measureStages(pipeline, backend, tasks, items, rounds, device)));
+        continue;
+      }
       for (const task of tasks) {
         for (const batch of batches) {
           const configs: Config[] = [
@@ -236,10 +395,11 @@ async function main(): Promise<void> {
       pipeline.dispose();
     }
   }
-  const temporary = `${RESULTS}.${process.pid}.tmp`;
-  await writeFile(temporary, `${JSON.stringify(rows, null, 1)}\n`);
-  await rename(temporary, RESULTS);
-  console.log(`\nwrote ${rows.length} rows to ${RESULTS}`);
+  const [file, written] = values.stages ? [STAGE_RESULTS, stageRows] : [RESULTS, rows];
+  const temporary = `${file}.${process.pid}.tmp`;
+  await writeFile(temporary, `${JSON.stringify(written, null, 1)}\n`);
+  await rename(temporary, file);
+  console.log(`\nwrote ${written.length} rows to ${file}`);
 }
 
 function printRows(rows: readonly Row[]): void {

@@ -38,9 +38,13 @@ export function floatToHalf(value: number): number {
   return sign | half;
 }
 
+/** Every half's value, indexed by its bits (256 KiB, made on first use): a checkpoint's millions of halves convert by lookup. */
+let halfValues: Float32Array | undefined;
+
 export function halvesToFloats(bits: Uint16Array): Float32Array {
+  const values = (halfValues ??= Float32Array.from({ length: 0x10000 }, (_, h) => halfToFloat(h)));
   const out = new Float32Array(bits.length);
-  for (let i = 0; i < bits.length; i++) out[i] = halfToFloat(bits[i]!);
+  for (let i = 0; i < bits.length; i++) out[i] = values[bits[i]!]!;
   return out;
 }
 
