@@ -35,6 +35,27 @@ override WORKGROUP_SIZE: u32 = 64;
 
 @group(0) @binding(0) var<uniform> params: Params;
 
+fn invocation(wid: vec3<u32>, groups: vec3<u32>, lid: u32) -> u32 {
+  return (wid.y * groups.x + wid.x) * WORKGROUP_SIZE + lid;
+}
+
+// The channel and the first of the 4 consecutive tiles of invocation i (input and output transforms).
+fn channel_and_tiles(i: u32) -> vec2<u32> {
+  let quads = params.tiles_padded / 4u;
+  return vec2<u32>(i / quads, 4u * (i % quads));
+}
+
+// The vec4 of planes [16, channels, tiles_padded] holding element ξ of `channel` for tiles t .. t + 3.
+fn plane_quad(xi: u32, channel: u32, t: u32) -> u32 {
+  return ((xi * params.channels + channel) * params.tiles_padded + t) / 4u;
+}
+
+// Tile t's image and the top-left output pixel of its 2×2 block.
+fn tile_origin(t: u32) -> vec3<u32> {
+  let per_image = params.tiles_high * params.tiles_wide;
+  return vec3<u32>(t / per_image, 2u * ((t % per_image) / params.tiles_wide), 2u * (t % params.tiles_wide));
+}
+
 // ---- filter_transform: one channel pair (o, c) per invocation ---------------------------------
 
 @group(0) @binding(1) var<storage, read> filters: array<WeightType>;
@@ -51,7 +72,7 @@ fn filter_transform(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
   if (gate_closed()) {
     return;
   }
-  let pair = (wid.y * groups.x + wid.x) * WORKGROUP_SIZE + lid;
+  let pair = invocation(wid, groups, lid);
   if (pair >= params.size) {
     return;
   }
@@ -87,15 +108,12 @@ fn bt_times(v: vec4<f32>) -> vec4<f32> {
 fn transformed_patch(c: u32, tile: u32) -> array<vec4<f32>, 4> {
   var window: array<vec4<f32>, 4>;
   if (tile < params.tiles) {
-    let per_image = params.tiles_high * params.tiles_wide;
-    let b = tile / per_image;
-    let ty = (tile % per_image) / params.tiles_wide;
-    let tx = tile % params.tiles_wide;
-    let plane = (b * params.channels + c) * params.height * params.width;
+    let origin = tile_origin(tile);
+    let plane = (origin.x * params.channels + c) * params.height * params.width;
     for (var r = 0u; r < 4u; r++) {
-      let y = i32(2u * ty + r) - 1;
+      let y = i32(origin.y + r) - 1;
       for (var col = 0u; col < 4u; col++) {
-        let x = i32(2u * tx + col) - 1;
+        let x = i32(origin.z + col) - 1;
         let inside = y >= 0 && y < i32(params.height) && x >= 0 && x < i32(params.width);
         // Padding reads the plane's first element, then counts as zero.
         let at = select(0u, u32(y) * params.width + u32(x), inside);
@@ -121,13 +139,13 @@ fn input_transform(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
   if (gate_closed()) {
     return;
   }
-  let i = (wid.y * groups.x + wid.x) * WORKGROUP_SIZE + lid;
+  let i = invocation(wid, groups, lid);
   if (i >= params.size) {
     return;
   }
-  let quads = params.tiles_padded / 4u;
-  let c = i / quads;
-  let tile0 = 4u * (i % quads);
+  let work = channel_and_tiles(i);
+  let c = work.x;
+  let tile0 = work.y;
   var values: array<array<vec4<f32>, 4>, 4>;
   for (var k = 0u; k < 4u; k++) {
     values[k] = transformed_patch(c, tile0 + k);
@@ -136,7 +154,7 @@ fn input_transform(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     let r = xi / 4u;
     let col = xi % 4u;
     let quad = vec4<f32>(values[0][r][col], values[1][r][col], values[2][r][col], values[3][r][col]);
-    transformed_input[((xi * params.channels + c) * params.tiles_padded + tile0) / 4u] = quad;
+    transformed_input[plane_quad(xi, c, tile0)] = quad;
   }
 }
 
@@ -158,23 +176,22 @@ fn output_transform(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
   if (gate_closed()) {
     return;
   }
-  let i = (wid.y * groups.x + wid.x) * WORKGROUP_SIZE + lid;
+  let i = invocation(wid, groups, lid);
   if (i >= params.size) {
     return;
   }
-  let quads = params.tiles_padded / 4u;
-  let o = i / quads;
-  let tile0 = 4u * (i % quads);
+  let work = channel_and_tiles(i);
+  let o = work.x;
+  let tile0 = work.y;
   // m[ξ] holds element ξ of the 4 tiles' products.
   var m: array<vec4<f32>, 16>;
   for (var xi = 0u; xi < 16u; xi++) {
-    m[xi] = products[((xi * params.channels + o) * params.tiles_padded + tile0) / 4u];
+    m[xi] = products[plane_quad(xi, o, tile0)];
   }
   var shift = 0.0;
   if (params.has_bias != 0u) {
     shift = f32(bias[o]);
   }
-  let per_image = params.tiles_high * params.tiles_wide;
   for (var k = 0u; k < 4u; k++) {
     let tile = tile0 + k;
     if (tile >= params.tiles) {
@@ -185,15 +202,13 @@ fn output_transform(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     for (var col = 0u; col < 4u; col++) {
       columns[col] = at_times(vec4<f32>(m[col][k], m[4u + col][k], m[8u + col][k], m[12u + col][k]));
     }
-    let b = tile / per_image;
-    let ty = (tile % per_image) / params.tiles_wide;
-    let tx = tile % params.tiles_wide;
-    let plane = (b * params.channels + o) * params.height * params.width;
+    let origin = tile_origin(tile);
+    let plane = (origin.x * params.channels + o) * params.height * params.width;
     for (var r = 0u; r < 2u; r++) {
       let row = at_times(vec4<f32>(columns[0][r], columns[1][r], columns[2][r], columns[3][r]));
-      let y = 2u * ty + r;
+      let y = origin.y + r;
       for (var col = 0u; col < 2u; col++) {
-        let x = 2u * tx + col;
+        let x = origin.z + col;
         if (y < params.height && x < params.width) {
           let at = plane + y * params.width + x;
           var value = row[col] + shift;
