@@ -46,7 +46,7 @@ import { type ExitReport, type StreamReport, exitReport, reportOfRows } from './
 import type { Tensor } from './tensor.js';
 import { OfaTokenizer } from './text/bpe.js';
 import { DEFAULT_MODEL } from './assets.js';
-import { type FileLocation, FileReadError, childOf, exists, isFetched, locationLabel, parentOf, readBytes, readText } from './io/location.js';
+import { type FileLocation, FileReadError, childOf, exists, isFetched, isLocation, locationLabel, parentOf, readBytes, readText } from './io/location.js';
 
 export type BackendName = Backend['name'];
 
@@ -257,10 +257,6 @@ function fsReason(error: unknown): string {
 
 /** Where a model comes from: a folder or a `.safetensors` file (a path or a URL), or explicit files. */
 export type ModelSource = FileLocation | OfaModelFiles;
-
-function isLocation(value: unknown): value is FileLocation {
-  return typeof value === 'string' || value instanceof URL;
-}
 
 /** The source as messages name it. */
 function sourceLabel(source: ModelSource): string {

@@ -23,6 +23,7 @@ import {
   OfaPipeline,
   PAD_ID,
   UNK_ID,
+  WebGpuBackend,
   createWebGpuBackend,
 } from '../src/index.js';
 
@@ -130,11 +131,11 @@ async function loadModel(): Promise<void> {
   }
   window.mueDemo.backend = pipeline.backend.name;
   const chip = $('#adapter');
-  if (pipeline.backend.name === 'webgpu') {
-    const { capabilities } = pipeline.backend as unknown as { capabilities: { adapterDescription: string; f16: boolean; subgroups: boolean } };
-    window.mueDemo.adapter = capabilities.adapterDescription;
-    chip.textContent = `WebGPU · ${capabilities.adapterDescription}`;
-    chip.title = `shader-f16: ${capabilities.f16 ? 'yes' : 'no'} · subgroups: ${capabilities.subgroups ? 'yes' : 'no'}`;
+  if (pipeline.backend instanceof WebGpuBackend) {
+    const { adapterDescription, f16, subgroups, subgroupShuffle } = pipeline.backend.capabilities;
+    window.mueDemo.adapter = adapterDescription;
+    chip.textContent = `WebGPU · ${adapterDescription}`;
+    chip.title = `shader-f16: ${f16 ? 'yes' : 'no'} · subgroups: ${subgroups ? 'yes' : subgroupShuffle ? 'shuffles' : 'no'}`;
   } else {
     chip.textContent = 'CPU backend (no WebGPU in this browser)';
     chip.dataset['kind'] = 'warn';

@@ -10,6 +10,11 @@ import { openFetchSource } from './fetch-source.js';
 /** A file or directory: a path, or a URL. Directory URLs end with `/`. */
 export type FileLocation = string | URL;
 
+/** A path or a URL (rather than bytes in hand). */
+export function isLocation(value: unknown): value is FileLocation {
+  return typeof value === 'string' || value instanceof URL;
+}
+
 /** A URL that `fetch` reads (anything but `file:`). */
 export function isFetched(location: FileLocation): location is URL {
   return location instanceof URL && location.protocol !== 'file:';

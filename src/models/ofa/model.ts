@@ -4,7 +4,7 @@
  */
 import type { Backend } from '../../backend/backend.js';
 import { blobSource } from '../../io/fetch-source.js';
-import { type FileLocation, childOf, exists, locationLabel, openByteSource, parentOf, readText } from '../../io/location.js';
+import { type FileLocation, childOf, exists, isLocation, locationLabel, openByteSource, parentOf, readText } from '../../io/location.js';
 import { SafetensorsError, SafetensorsFile } from '../../io/safetensors.js';
 import type { Tensor } from '../../tensor.js';
 import { type EncoderMode, type OfaConfig, configFromJson, validateConfig } from './config.js';
@@ -57,10 +57,6 @@ async function readJson(location: FileLocation): Promise<unknown> {
   } catch (error) {
     throw new Error(`${locationLabel(location)}: not valid JSON (${(error as Error).message})`);
   }
-}
-
-function isLocation(value: unknown): value is FileLocation {
-  return typeof value === 'string' || value instanceof URL;
 }
 
 /** A `.safetensors` location as given; a directory → the checkpoint in it. */
