@@ -9,8 +9,9 @@ import { forEachRowChunk } from './indexing.js';
 import { reductionVariant, rowWorkgroupSize } from './reductions.js';
 
 /**
- * Software adapters get a row per invocation, in workgroups of one 8-lane SIMD chunk (lavapipe:
- * [268, 256] in 0.08 ms against 0.9 with a 64-invocation workgroup per row); GPUs a workgroup per row.
+ * Software adapters get a row per invocation, in workgroups of one 8-lane SIMD chunk (lavapipe: the
+ * encoder's 21 layer norms in 7.4 ms of device time against 17.2 with a 64-invocation workgroup per
+ * row); GPUs a workgroup per row.
  */
 const ROWS_PER_WORKGROUP = 8;
 
