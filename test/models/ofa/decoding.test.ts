@@ -61,6 +61,18 @@ describe('OFA model on a small image (CPU)', () => {
     });
   });
 
+  it('keeps the cached logits equal to the teacher-forced ones past the position biases a session computes first (32)', async () => {
+    const sequence = [0, ...Array.from({ length: 40 }, (_, i) => 4 + ((i * 97) % 900))];
+    const full = model.decodeFull(encoded, [sequence]);
+    const fullLogits = (await full.logits.read()) as Float32Array;
+    full.dispose();
+    const vocab = model.config.vocabSize;
+    const steps = await runSession(sequence.map((id) => [id]), 1);
+    steps.forEach((logits, t) => {
+      expect(maxAbsDiff(logits, fullLogits.subarray(t * vocab, (t + 1) * vocab)), `step ${t}`).toBeLessThan(1e-5);
+    });
+  });
+
   it('decodes beams independently and follows reorder', async () => {
     const [a, b] = [
       [0, 11, 12, 13, 14],
