@@ -72,7 +72,8 @@ for (let round = 0; round < rounds; round++) {
 const requests = [...new Set(byRound[0]!.node.rows.map((r) => r.request))];
 const of = (result: RuntimeRun, request: string, key: 'totalMs' | 'msPerToken'): number[] => result.rows.filter((r) => r.request === request).map((r) => r[key]);
 const overall = (runtime: Runtime, request: string, key: 'totalMs' | 'msPerToken'): number => median(byRound.flatMap((r) => of(r[runtime], request, key)));
-const paired = (a: Runtime, b: Runtime, request: string): number => median(byRound.map((r) => median(of(r[a], request, 'totalMs')) / median(of(r[b], request, 'totalMs'))));
+const perRound = (a: Runtime, b: Runtime, request: string): number[] => byRound.map((r) => median(of(r[a], request, 'totalMs')) / median(of(r[b], request, 'totalMs')));
+const paired = (a: Runtime, b: Runtime, request: string): number => median(perRound(a, b, request));
 
 console.log(`adapters: node ${byRound[0]!.node.adapter}; deno ${byRound[0]!.deno.adapter}`);
 const header = ['request', 'node ms', 'node, no subgroups', 'deno ms', 'deno ms/token', 'node ms/token', 'deno / node', 'deno / node no-sub'];
@@ -102,6 +103,9 @@ for (const request of requests) {
       vs_node: runtime === 'node' ? 1 : paired(runtime, 'node', request),
     });
   }
+}
+for (const request of requests) {
+  console.log(`deno / node by round, ${request}: ${perRound('deno', 'node', request).map((x) => `${x.toFixed(2)}×`).join(' ')}`);
 }
 mkdirSync(`${ROOT}bench/results`, { recursive: true });
 writeFileSync(`${ROOT}bench/results/deno-latest.json`, `${JSON.stringify(rows, null, 2)}\n`);
