@@ -24,7 +24,7 @@ function totalFromContentRange(header: string | null): number | undefined {
 /** Reads a response body to its end, reporting progress against `total` (0 when unknown). */
 async function readBody(response: Response, total: number, onDownload?: (loaded: number, total: number) => void): Promise<Uint8Array<ArrayBuffer>> {
   if (!response.body) return new Uint8Array(await response.arrayBuffer());
-  const chunks: Uint8Array[] = [];
+  const chunks: Uint8Array<ArrayBuffer>[] = [];
   let loaded = 0;
   const reader = response.body.getReader();
   for (;;) {
@@ -34,13 +34,7 @@ async function readBody(response: Response, total: number, onDownload?: (loaded:
     loaded += value.byteLength;
     onDownload?.(loaded, total);
   }
-  const bytes = new Uint8Array(loaded);
-  let at = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, at);
-    at += chunk.byteLength;
-  }
-  return bytes;
+  return new Uint8Array(await new Blob(chunks).arrayBuffer());
 }
 
 /** A source over a `Blob` (a `File` the user dropped, or a `blob:` URL's contents). */
