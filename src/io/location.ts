@@ -7,8 +7,18 @@
 import { type ByteSource, type ErrorClass, openFileSource } from './byte-source.js';
 import { openFetchSource } from './fetch-source.js';
 
-/** A file or directory: a path, or a URL. Directory URLs end with `/`. */
+/**
+ * A file or directory: a path, or a URL — a `URL`, or a string that starts like one (`http://`,
+ * `https://`, `blob:`, `data:`, `file:`). Directory URLs end with `/`.
+ */
 export type FileLocation = string | URL;
+
+const URL_STRING = /^(https?:\/\/|blob:|data:|file:)/i;
+
+/** The location as a `URL` where it is one, else the path. */
+function resolved(location: FileLocation): FileLocation {
+  return typeof location === 'string' && URL_STRING.test(location) ? new URL(location) : location;
+}
 
 /** A path or a URL (rather than bytes in hand). */
 export function isLocation(value: unknown): value is FileLocation {
@@ -16,8 +26,9 @@ export function isLocation(value: unknown): value is FileLocation {
 }
 
 /** A URL that `fetch` reads (anything but `file:`). */
-export function isFetched(location: FileLocation): location is URL {
-  return location instanceof URL && location.protocol !== 'file:';
+export function isFetched(location: FileLocation): boolean {
+  const url = resolved(location);
+  return url instanceof URL && url.protocol !== 'file:';
 }
 
 /** The location as it appears in messages: the path, or the URL. */
@@ -37,12 +48,6 @@ export function parentOf(file: FileLocation): FileLocation {
   if (typeof file !== 'string') return new URL('./', file);
   const cut = file.replace(/[\\/]+$/, '').search(/[\\/][^\\/]*$/);
   return cut < 0 ? '.' : cut === 0 ? file.slice(0, 1) : file.slice(0, cut);
-}
-
-/** The last part of the location's path (its file name). */
-export function baseName(location: FileLocation): string {
-  const path = typeof location === 'string' ? location : location.pathname;
-  return path.replace(/[\\/]+$/, '').split(/[\\/]/).pop() ?? '';
 }
 
 /** A file that could not be read: the message is `location: reason`. */
@@ -75,8 +80,9 @@ async function fetchOk(url: URL): Promise<Response> {
 }
 
 /** The whole file as bytes; a missing file fails naming it. */
-export async function readBytes(location: FileLocation): Promise<Uint8Array> {
-  if (isFetched(location)) return new Uint8Array(await (await fetchOk(location)).arrayBuffer());
+export async function readBytes(given: FileLocation): Promise<Uint8Array> {
+  const location = resolved(given);
+  if (location instanceof URL && isFetched(location)) return new Uint8Array(await (await fetchOk(location)).arrayBuffer());
   const { readFile } = await import('node:fs/promises');
   try {
     return await readFile(location);
@@ -86,14 +92,16 @@ export async function readBytes(location: FileLocation): Promise<Uint8Array> {
 }
 
 /** The whole file as UTF-8 text. */
-export async function readText(location: FileLocation): Promise<string> {
-  if (isFetched(location)) return (await fetchOk(location)).text();
+export async function readText(given: FileLocation): Promise<string> {
+  const location = resolved(given);
+  if (location instanceof URL && isFetched(location)) return (await fetchOk(location)).text();
   return new TextDecoder().decode(await readBytes(location));
 }
 
 /** Whether the file exists (a HEAD request that succeeds, for URLs). */
-export async function exists(location: FileLocation): Promise<boolean> {
-  if (isFetched(location)) {
+export async function exists(given: FileLocation): Promise<boolean> {
+  const location = resolved(given);
+  if (location instanceof URL && isFetched(location)) {
     if (location.protocol !== 'http:' && location.protocol !== 'https:') return true;
     const response = await fetch(location, { method: 'HEAD' }).catch(() => undefined);
     return response?.ok ?? false;
@@ -114,8 +122,9 @@ export interface OpenOptions {
 }
 
 /** Opens the file for positioned reads: from disk, or by HTTP range requests. */
-export async function openByteSource(location: FileLocation, options: OpenOptions = {}): Promise<ByteSource> {
-  if (isFetched(location)) return openFetchSource(location, options);
+export async function openByteSource(given: FileLocation, options: OpenOptions = {}): Promise<ByteSource> {
+  const location = resolved(given);
+  if (location instanceof URL && isFetched(location)) return openFetchSource(location, options);
   const { fileURLToPath } = await import('node:url');
   return openFileSource(typeof location === 'string' ? location : fileURLToPath(location), { errorClass: options.errorClass });
 }

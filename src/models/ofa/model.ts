@@ -4,7 +4,7 @@
  */
 import type { Backend } from '../../backend/backend.js';
 import { blobSource } from '../../io/fetch-source.js';
-import { type FileLocation, childOf, exists, isLocation, locationLabel, openByteSource, parentOf, readText } from '../../io/location.js';
+import { type FileLocation, childOf, exists, isFetched, isLocation, locationLabel, openByteSource, parentOf, readText } from '../../io/location.js';
 import { SafetensorsError, SafetensorsFile } from '../../io/safetensors.js';
 import type { Tensor } from '../../tensor.js';
 import { type EncoderMode, type OfaConfig, configFromJson, validateConfig } from './config.js';
@@ -87,11 +87,11 @@ async function locateFiles(source: FileLocation | OfaModelFiles): Promise<OfaMod
 
 /** Opens the checkpoint: from disk, by HTTP range requests, or from bytes in hand. */
 async function openCheckpoint(weights: FileLocation | CheckpointBytes): Promise<SafetensorsFile> {
-  if (typeof weights === 'string') return SafetensorsFile.open(weights);
+  if (typeof weights === 'string' && !isFetched(weights)) return SafetensorsFile.open(weights);
   if (weights instanceof ArrayBuffer) return SafetensorsFile.fromBytes(new Uint8Array(weights), 'weights (ArrayBuffer)');
   if (weights instanceof Uint8Array) return SafetensorsFile.fromBytes(weights, 'weights (bytes)');
-  const label = weights instanceof URL ? locationLabel(weights) : `weights (${(weights as Partial<File>).name ?? 'Blob'})`;
-  const source = weights instanceof URL ? await openByteSource(weights, { errorClass: SafetensorsError }) : blobSource(weights);
+  const label = isLocation(weights) ? locationLabel(weights) : `weights (${(weights as Partial<File>).name ?? 'Blob'})`;
+  const source = isLocation(weights) ? await openByteSource(weights, { errorClass: SafetensorsError }) : blobSource(weights);
   try {
     return await SafetensorsFile.fromSource(source, label);
   } catch (error) {
