@@ -21,14 +21,15 @@
  *   output projection and the search are not); `ceiling` = that share of wall per share of
  *   compute: no setting's wall/compute ratio can exceed it while wall time is linear in compute.
  *
- * Every configuration runs once per round after an untimed warm-up round, so drift on a shared
- * machine hits all alike; `paired_vs_none` is the median over rounds of a configuration's time
+ * Every configuration runs once per round after an untimed warm-up call, taking turns chunk by
+ * chunk, so drift on a shared machine hits all alike; `paired_vs_none` is the median over rounds of a configuration's time
  * over `none`'s in the same round, minus 1. Beside wall time, the process's CPU time (lavapipe's
  * threads are the process's) is paired the same way (`cpu_paired_vs_none`): on a machine shared
  * with other jobs it follows the work done more closely than wall time does. Derived: `wall_saved` = −paired_vs_none,
  * `wall_per_compute` = wall_saved / compute_skipped (the issue's target: ≥ 0.7 at batch 1), and
  * `items_per_s_gain` = 1 / (1 + paired_vs_none) − 1 (target at batch 16: ≥ 0.7 · skipped /
- * (1 − skipped), i.e. `gain_target`). Rows go to `bench/results/mue-speed-latest.json`.
+ * (1 − skipped), i.e. `gain_target`). Rows go to `bench/results/mue-speed-latest.json`, replacing
+ * earlier rows of the same backend and task.
  *
  * `--stages`: where one request's wall time goes instead, batch 1, no exits, through the model
  * API with the device drained between stages (`sync`): preprocessing, the ResNet with the
@@ -144,32 +145,25 @@ async function readItems(count: number): Promise<Item[]> {
   });
 }
 
-/** One pass over the items in chunks of `batch`: wall and CPU milliseconds, and the mean layer fraction. */
-async function pass(
+/** One call on a chunk of items: its wall and CPU milliseconds and the items' exit reports. */
+async function call(
   pipeline: OfaPipeline,
   task: Task,
-  items: readonly Item[],
-  batch: number,
+  chunk: readonly Item[],
   config: Config,
-): Promise<{ ms: number; cpuMs: number; layersFraction: number }> {
-  const reports: (PipelineExitReport | undefined)[] = [];
+): Promise<{ ms: number; cpuMs: number; reports: (PipelineExitReport | undefined)[] }> {
   const cpuStart = process.cpuUsage();
   const start = performance.now();
-  for (let i = 0; i < items.length; i += batch) {
-    const chunk = items.slice(i, i + batch);
-    const results =
-      task === 'entail'
-        ? await pipeline.entailBatch(chunk, { exits: config.exits })
-        : await pipeline.captionBatch(
-            chunk.map((item) => item.image),
-            { exits: config.exits },
-          );
-    reports.push(...results.map((r) => r.exitReport));
-  }
+  const results =
+    task === 'entail'
+      ? await pipeline.entailBatch(chunk, { exits: config.exits })
+      : await pipeline.captionBatch(
+          chunk.map((item) => item.image),
+          { exits: config.exits },
+        );
   const ms = performance.now() - start;
   const cpu = process.cpuUsage(cpuStart);
-  const layersFraction = reports.reduce((sum, r) => sum + (r?.layersFraction ?? 1), 0) / reports.length;
-  return { ms, cpuMs: (cpu.user + cpu.system) / 1000, layersFraction };
+  return { ms, cpuMs: (cpu.user + cpu.system) / 1000, reports: results.map((r) => r.exitReport) };
 }
 
 /** Caption decoding that times its layers apart: the device is drained before and after them in every step. */
@@ -346,15 +340,24 @@ async function main(): Promise<void> {
           const times = configs.map(() => [] as number[]);
           const cpuTimes = configs.map(() => [] as number[]);
           const fractions = configs.map(() => 1);
+          const chunks = Array.from({ length: Math.ceil(items.length / batch) }, (_, c) => items.slice(c * batch, (c + 1) * batch));
           for (let round = -1; round < rounds; round++) {
-            for (const [i, config] of configs.entries()) {
-              const { ms, cpuMs, layersFraction } = await pass(pipeline, task, round < 0 ? items.slice(0, batch) : items, batch, config);
-              if (round >= 0) {
-                times[i]!.push(ms);
-                cpuTimes[i]!.push(cpuMs);
+            const sums = configs.map(() => ({ ms: 0, cpuMs: 0, layers: 0 }));
+            // Configurations take turns chunk by chunk: each chunk's calls see the same load.
+            for (const chunk of round < 0 ? chunks.slice(0, 1) : chunks) {
+              for (const [i, config] of configs.entries()) {
+                const { ms, cpuMs, reports } = await call(pipeline, task, chunk, config);
+                sums[i]!.ms += ms;
+                sums[i]!.cpuMs += cpuMs;
+                sums[i]!.layers += reports.reduce((sum, r) => sum + (r?.layersFraction ?? 1), 0);
               }
-              fractions[i] = layersFraction;
             }
+            if (round < 0) continue;
+            sums.forEach((sum, i) => {
+              times[i]!.push(sum.ms);
+              cpuTimes[i]!.push(sum.cpuMs);
+              fractions[i] = sum.layers / items.length;
+            });
           }
           const floorIndex = configs.findIndex((c) => c.name === 'floor');
           const pairedOf = (series: number[][], i: number): number => median(series[i]!.map((ms, round) => ms / series[0]![round]! - 1));
@@ -396,10 +399,16 @@ async function main(): Promise<void> {
     }
   }
   const [file, written] = values.stages ? [STAGE_RESULTS, stageRows] : [RESULTS, rows];
+  // Rows of other backends and tasks stay: each can be measured apart.
+  const measured = new Set(written.map((r) => `${r.backend} ${r.task}`));
+  const earlier = await readFile(file, 'utf8').then(
+    (text) => (JSON.parse(text) as (Row | StageRow)[]).filter((r) => !measured.has(`${r.backend} ${r.task}`)),
+    () => [],
+  );
   const temporary = `${file}.${process.pid}.tmp`;
-  await writeFile(temporary, `${JSON.stringify(written, null, 1)}\n`);
+  await writeFile(temporary, `${JSON.stringify([...earlier, ...written], null, 1)}\n`);
   await rename(temporary, file);
-  console.log(`\nwrote ${written.length} rows to ${file}`);
+  console.log(`\nwrote ${written.length} rows to ${file} (${earlier.length} earlier rows of other backends or tasks kept)`);
 }
 
 function printRows(rows: readonly Row[]): void {

@@ -102,7 +102,12 @@ export interface ExitSettings {
   image?: number;
   text?: number;
   decoder?: number;
-  /** Where decisions are taken: `'device'` (default; no read-back per layer) or `'host'`. */
+  /**
+   * Where decisions are taken: `'device'` (the default for one request: one submission, no
+   * read-back per layer, the layers every sample has left gated) or `'host'` (the default for a
+   * batch of several: each layer's similarities are read back, and later layers run only for the
+   * samples still going — a batch saves per sample).
+   */
   site?: DecisionSite;
   /** `'per-sample'` (default: each beam on its own) or `'batch'` (one decision for all beams, the authors'). */
   scope?: DecisionScope;
@@ -126,8 +131,11 @@ const SITES: readonly DecisionSite[] = ['device', 'host'];
 const SCOPES: readonly DecisionScope[] = ['per-sample', 'batch'];
 const FILLS: readonly CacheFill[] = ['copy', 'project'];
 
-/** Checks `settings` and fills in the defaults; `false`/`undefined` → `undefined` (no checks). */
-export function resolveExitSettings(settings: ExitSettings | false | undefined, where = 'exits'): ResolvedExitSettings | undefined {
+/**
+ * Checks `settings` and fills in the defaults for a call of `requests` requests (the site: see
+ * `ExitSettings.site`); `false`/`undefined` → `undefined` (no checks).
+ */
+export function resolveExitSettings(settings: ExitSettings | false | undefined, where = 'exits', requests = 1): ResolvedExitSettings | undefined {
   if (settings === undefined || settings === false) return undefined;
   if (typeof settings !== 'object' || settings === null) {
     throw new TypeError(`${where}: expected an object of thresholds or false, got ${String(settings)}`);
@@ -148,7 +156,7 @@ export function resolveExitSettings(settings: ExitSettings | false | undefined, 
     image: threshold('image'),
     text: threshold('text'),
     decoder: threshold('decoder'),
-    site: choice('site', settings.site, SITES, 'device'),
+    site: choice('site', settings.site, SITES, requests > 1 ? 'host' : 'device'),
     scope: choice('scope', settings.scope, SCOPES, 'per-sample'),
     cacheFill: choice('cacheFill', settings.cacheFill, FILLS, 'copy'),
   };
@@ -313,6 +321,7 @@ const ANSWER_OF_LABEL = new Map(ENTAILMENT_ANSWERS.map((answer) => [answer.label
 
 export class OfaPipeline {
   readonly #ownsBackend: boolean;
+  readonly #requestedExits: ExitSettings | false | undefined;
   /** The tail of the request queue: each request starts when the previous one has settled. */
   #queue: Promise<unknown> = Promise.resolve();
   #disposed = false;
@@ -326,10 +335,13 @@ export class OfaPipeline {
     /** Where the weights were loaded from (a path or a URL). */
     readonly weights: string,
     ownsBackend: boolean,
-    /** The requests' default exits (`undefined`: none). */
+    /** The requests' default exits (`undefined`: none), as resolved for one request. */
     readonly exits: ResolvedExitSettings | undefined,
+    /** The same as given (a batch resolves them for its size). */
+    requestedExits: ExitSettings | false | undefined,
   ) {
     this.#ownsBackend = ownsBackend;
+    this.#requestedExits = requestedExits;
   }
 
   /**
@@ -375,7 +387,7 @@ export class OfaPipeline {
             `allow at most ${buckets}×${buckets} (an image size of at most ${16 * buckets})`,
         );
       }
-      return new OfaPipeline(backend, model, tokenizer, imageSize, weights, ownsBackend, exits);
+      return new OfaPipeline(backend, model, tokenizer, imageSize, weights, ownsBackend, exits, options.exits);
     } catch (error) {
       model?.dispose();
       if (ownsBackend) backend.destroy();
@@ -405,7 +417,7 @@ export class OfaPipeline {
       if (!Number.isInteger(beamSize) || beamSize < 1) {
         throw new RangeError(`caption: beam size must be a positive integer, got ${beamSize}`);
       }
-      const exits = this.#exitsOf(requested, 'caption');
+      const exits = this.#exitsOf(requested, 'caption', images.length);
       if (images.length === 0) return [];
       // One decision over a request's beams is the authors' rule for one request: run them one by one.
       if (exits?.scope === 'batch' && images.length > 1) {
@@ -500,7 +512,7 @@ export class OfaPipeline {
       requests.forEach(({ hypothesis }, b) => {
         if (hypothesis.trim() === '') throw new Error(`entail: the hypothesis${requests.length > 1 ? ` of request ${b}` : ''} is empty`);
       });
-      const exits = this.#exitsOf(options.exits, 'entail');
+      const exits = this.#exitsOf(options.exits, 'entail', requests.length);
       if (requests.length === 0) return [];
       const start = performance.now();
       const prompts = requests.map(({ hypothesis, premise }) => {
@@ -609,8 +621,8 @@ export class OfaPipeline {
   }
 
   /** A request's exits: its own, else the pipeline's; validated. */
-  #exitsOf(requested: ExitSettings | false | undefined, where: string): ResolvedExitSettings | undefined {
-    return requested === undefined ? this.exits : resolveExitSettings(requested, `${where}: exits`);
+  #exitsOf(requested: ExitSettings | false | undefined, where: string, requests: number): ResolvedExitSettings | undefined {
+    return resolveExitSettings(requested === undefined ? this.#requestedExits : requested, `${where}: exits`, requests);
   }
 
   /**

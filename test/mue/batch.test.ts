@@ -88,7 +88,7 @@ describe.each(['joint', 'decomposed'] as EncoderMode[])('OfaPipeline batches (CP
 
   it.each([
     ['without exits', false],
-    ['with exits splitting the samples, decided on the device', SPLIT],
+    ['with exits splitting the samples, decided on the device', { ...SPLIT, site: 'device' }],
     ['with exits splitting the samples, decided on the host (later layers on the samples going only)', { ...SPLIT, site: 'host' }],
   ] as const)('entailBatch equals one entail per request %s', async (_, exits) => {
     const batched = await pipeline.entailBatch(REQUESTS, { exits });
@@ -106,7 +106,7 @@ describe.each(['joint', 'decomposed'] as EncoderMode[])('OfaPipeline batches (CP
 
   it.each([
     ['without exits', false],
-    ['with exits splitting the beams, decided on the device', CAPTION_SPLIT],
+    ['with exits splitting the beams, decided on the device', { ...CAPTION_SPLIT, site: 'device' }],
     ['with exits splitting the beams, decided on the host (later layers on the beams going only)', { ...CAPTION_SPLIT, site: 'host' }],
     // The projected fill takes the host path's other branch (its rows built per beam stopped).
     ...(encoderMode === 'decomposed' ? [['with exits decided on the host and caches filled by projection', { ...CAPTION_SPLIT, site: 'host', cacheFill: 'project' }] as const] : []),
@@ -118,6 +118,30 @@ describe.each(['joint', 'decomposed'] as EncoderMode[])('OfaPipeline batches (CP
       const beamRuns = batched.flatMap((r) => r.exitReport!.decoder.map((s) => new Set(s.layersRun).size));
       expect(Math.max(...beamRuns), 'beams of one image stop after different layers').toBeGreaterThan(1);
     }
+  });
+
+  it.runIf(encoderMode === 'decomposed')('runs the image stream once for the texts that read one image', () => {
+    const pixels = backend.upload(new Float32Array(2 * 3 * SIDE * SIDE).fill(0.25), [2, 3, SIDE, SIDE], 'f32');
+    const texts = [[0, 100, 2], [0, 200, 300, 2], [0, 2]];
+    const streams = pipeline.model.encoder.embedStreamsBatch({ pixels, texts, images: [1, 1, 0] });
+    expect(streams.image.hidden.shape[0]).toBe(2);
+    expect(streams.text.hidden.shape).toEqual([3, 4, pipeline.config.dModel]);
+    // Text 0 and text 1 read image 1's stream; the output has one row per text.
+    const output = pipeline.model.encoder.finishStreams(streams, [streams.image.hidden], [streams.text.hidden]);
+    expect(output.lastHiddenState.shape[0]).toBe(3);
+    expect(Array.from(output.keyPadding)).toEqual(
+      texts.flatMap((ids) => [...Array<number>(output.imageGrid.rows * output.imageGrid.cols).fill(0), ...[0, 1, 2, 3].map((t) => (t < ids.length ? 0 : 1))]),
+    );
+    output.dispose();
+    pixels.dispose();
+  });
+
+  it('decides on the host by default for a batch (later layers on the samples going only), on the device for one request', async () => {
+    const [batched] = await pipeline.entailBatch(REQUESTS.slice(0, 2), { exits: SPLIT });
+    const alone = await pipeline.entail(REQUESTS[0]!.image, REQUESTS[0]!.hypothesis, { exits: SPLIT });
+    expect(batched!.exitReport!.settings.site).toBe('host');
+    expect(alone.exitReport!.settings.site).toBe('device');
+    expectEntailmentsAlike(batched!, alone);
   });
 
   it('reads bytes and paths alike, and returns nothing for an empty batch', async () => {
