@@ -46,6 +46,7 @@ import { type ExitReport, type StreamReport, exitReport, reportOfRows } from './
 import type { Tensor } from './tensor.js';
 import { OfaTokenizer } from './text/bpe.js';
 import { DEFAULT_MODEL } from './assets.js';
+import { fileErrorReason } from './io/byte-source.js';
 import { type FileLocation, FileReadError, childOf, exists, isFetched, isLocation, locationLabel, parentOf, readBytes, readText } from './io/location.js';
 
 export type BackendName = Backend['name'];
@@ -245,24 +246,6 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-function errorCode(error: unknown): string | undefined {
-  return isRecord(error) && typeof error['code'] === 'string' ? error['code'] : undefined;
-}
-
-/** A file-system error as a short reason (`no such file or directory`), else its message. */
-function fsReason(error: unknown): string {
-  switch (errorCode(error)) {
-    case 'ENOENT':
-      return 'no such file or directory';
-    case 'EISDIR':
-      return 'is a directory, not a file';
-    case 'EACCES':
-      return 'permission denied';
-    default:
-      return error instanceof Error ? error.message : String(error);
-  }
-}
-
 /** Where a model comes from: a folder or a `.safetensors` file (a path or a URL), or explicit files. */
 export type ModelSource = FileLocation | OfaModelFiles;
 
@@ -356,7 +339,7 @@ export class OfaPipeline {
     if (isLocation(source) && !isFetched(source)) {
       const { stat } = await import('node:fs/promises');
       await stat(source).catch((error: unknown) => {
-        throw new Error(`weights ${weights}: ${fsReason(error)}`);
+        throw new Error(`weights ${weights}: ${fileErrorReason(error)}`);
       });
     }
     const requestedSize = options.imageSize === undefined ? undefined : checkImageSize(options.imageSize, 'OfaPipeline');

@@ -8,6 +8,7 @@ import { SingleBar } from 'cli-progress';
 import { InvalidArgumentError, Option } from 'commander';
 import type { Backend } from '../backend/backend.js';
 import { DEFAULT_MAX_PIXELS, decodeImage, type RgbImage } from '../image/decode.js';
+import { fileErrorReason } from '../io/byte-source.js';
 import type { EncoderMode } from '../models/ofa/config.js';
 import type { LoadProgress } from '../models/ofa/weights.js';
 import { type BackendName, OfaPipeline, type Timing, createBackend } from '../pipeline.js';
@@ -73,8 +74,7 @@ export function imageSizeOption(): Option {
  */
 export async function requirePath(path: string, what: string): Promise<void> {
   await stat(path).catch((error: unknown) => {
-    const code = error instanceof Error ? Reflect.get(error, 'code') : undefined;
-    throw new Error(`${what} ${path}: ${code === 'ENOENT' ? 'no such file or directory' : (error as Error).message}`);
+    throw new Error(`${what} ${path}: ${fileErrorReason(error)}`);
   });
 }
 

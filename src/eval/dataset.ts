@@ -13,6 +13,7 @@
  * Node's `fs` and `path` are imported on use, so that the library still loads in browsers.
  */
 import type { EntailmentLabel } from '../generate/tasks.js';
+import { fileErrorReason } from '../io/byte-source.js';
 
 export type EvalTask = 'entail' | 'caption';
 
@@ -117,14 +118,14 @@ async function readLines(dir: string): Promise<Lines> {
   const { readFile, stat } = await import('node:fs/promises');
   const { join, resolve } = await import('node:path');
   const info = await stat(dir).catch((error: unknown) => {
-    throw new Error(`evaluation data ${dir}: ${reason(error)}`);
+    throw new Error(`evaluation data ${dir}: ${fileErrorReason(error)}`);
   });
   if (!info.isDirectory()) throw new Error(`evaluation data ${dir}: expected a folder with items.jsonl and its images`);
   const file = join(dir, 'items.jsonl');
   const size = await stat(file).then(
     (s) => s.size,
     (error: unknown) => {
-      throw new Error(`${file}: ${reason(error)} (an evaluation split is a folder with items.jsonl, one JSON object per line)`);
+      throw new Error(`${file}: ${fileErrorReason(error)} (an evaluation split is a folder with items.jsonl, one JSON object per line)`);
     },
   );
   if (size > MAX_ITEMS_FILE_BYTES) {
@@ -183,7 +184,7 @@ async function requireImages(items: readonly { image: string; path: string }[], 
   await Promise.all(
     paths.map(async (path) => {
       const info = await stat(path).catch((error: unknown) => {
-        throw new Error(`${file}: image ${path}: ${reason(error)}`);
+        throw new Error(`${file}: image ${path}: ${fileErrorReason(error)}`);
       });
       if (!info.isFile()) throw new Error(`${file}: image ${path} is not a file`);
     }),
@@ -194,11 +195,4 @@ function describe(value: unknown): string {
   if (value === undefined) return 'nothing';
   const text = JSON.stringify(value);
   return text.length > 60 ? `${text.slice(0, 57)}...` : text;
-}
-
-function reason(error: unknown): string {
-  const code = error instanceof Error ? Reflect.get(error, 'code') : undefined;
-  if (code === 'ENOENT') return 'no such file or directory';
-  if (code === 'EACCES') return 'permission denied';
-  return error instanceof Error ? error.message : String(error);
 }

@@ -51,10 +51,18 @@ const FILE_ERROR_REASONS: Readonly<Record<string, string>> = {
   EACCES: 'permission denied',
 };
 
-/** A failed file-system call's reason in words (`no such file or directory`), for the usual codes. */
-export function fileErrorReason(error: unknown): string | undefined {
+/** The reason in words for the usual file-system error codes; undefined for any other error. */
+function knownFileErrorReason(error: unknown): string | undefined {
   const code = (error as { code?: unknown } | null)?.code;
   return typeof code === 'string' ? FILE_ERROR_REASONS[code] : undefined;
+}
+
+/**
+ * A failed file-system call's reason for messages: `no such file or directory`, `is a directory,
+ * not a file` or `permission denied` for the usual codes, else the error's own message.
+ */
+export function fileErrorReason(error: unknown): string {
+  return knownFileErrorReason(error) ?? (error instanceof Error ? error.message : String(error));
 }
 
 /**
@@ -64,7 +72,7 @@ export function fileErrorReason(error: unknown): string | undefined {
 export async function openFileSource(path: string, options: FileSourceOptions = {}): Promise<ByteSource> {
   const { open } = await import('node:fs/promises');
   const handle = await open(path, 'r').catch((error: unknown) => {
-    const reason = fileErrorReason(error);
+    const reason = knownFileErrorReason(error);
     throw reason === undefined ? error : new (options.errorClass ?? Error)(`${path}: ${reason}`);
   });
   try {

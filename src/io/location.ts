@@ -4,7 +4,7 @@
  * Deno or Node reading from a server). The model, tokenizer and image loaders take either, so the
  * same code serves the CLI and a web page.
  */
-import { type ByteSource, type ErrorClass, openFileSource } from './byte-source.js';
+import { type ByteSource, type ErrorClass, fileErrorReason, openFileSource } from './byte-source.js';
 import { openFetchSource } from './fetch-source.js';
 
 /**
@@ -61,15 +61,6 @@ export class FileReadError extends Error {
   }
 }
 
-/** A short reason for a failed file-system call (`no such file or directory`), else its message. */
-function reasonOf(error: unknown): string {
-  const code = (error as { code?: unknown } | null)?.code;
-  if (code === 'ENOENT') return 'no such file or directory';
-  if (code === 'EISDIR') return 'is a directory, not a file';
-  if (code === 'EACCES') return 'permission denied';
-  return error instanceof Error ? error.message : String(error);
-}
-
 async function fetchOk(url: URL): Promise<Response> {
   const response = await fetch(url);
   if (!response.ok) {
@@ -87,7 +78,7 @@ export async function readBytes(given: FileLocation): Promise<Uint8Array> {
   try {
     return await readFile(location);
   } catch (error) {
-    throw new FileReadError(locationLabel(location), reasonOf(error));
+    throw new FileReadError(locationLabel(location), fileErrorReason(error));
   }
 }
 

@@ -1,10 +1,11 @@
-import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   type ByteSource,
   type PositionedReader,
+  fileErrorReason,
   handleSource,
   memorySource,
   openFileSource,
@@ -148,6 +149,16 @@ describe('openFileSource', () => {
       new SafetensorsError(`${join(dir, 'missing.bin')}: no such file or directory`),
     );
     await expect(openFileSource(dir, { errorClass: SafetensorsError })).rejects.toThrow(`${dir}: is a directory, not a file`);
+  });
+
+  it('words the usual file-system failures, and keeps the message of any other', async () => {
+    const failure = (promise: Promise<unknown>) => promise.then(() => expect.unreachable('no error'), (error: unknown) => error);
+    expect(fileErrorReason(await failure(stat(join(dir, 'missing'))))).toBe('no such file or directory');
+    expect(fileErrorReason(await failure(readFile(dir)))).toBe('is a directory, not a file');
+    await writeFile(join(dir, 'file'), 'x');
+    const notADirectory = await failure(stat(join(dir, 'file', 'inside')));
+    expect(fileErrorReason(notADirectory)).toBe((notADirectory as Error).message);
+    expect(fileErrorReason('plain text')).toBe('plain text');
   });
 
   it('reads a file and reports truncation after opening in the given error class', async () => {
