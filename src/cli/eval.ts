@@ -6,7 +6,6 @@
  */
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { SingleBar } from 'cli-progress';
 import { Argument, Command, InvalidArgumentError, Option } from 'commander';
 import { readCaptionSplit, readEntailmentSplit, type EvalTask } from '../eval/dataset.js';
 import {
@@ -34,6 +33,7 @@ import {
   openPipeline,
   positiveInteger,
   print,
+  terminalProgress,
   weightsOption,
 } from './common.js';
 import { threshold } from './exits.js';
@@ -267,27 +267,18 @@ async function writeRecords(file: string, results: readonly SettingResult[]): Pr
 
 /** A progress bar on stderr when it is a terminal, else a line at every tenth of the runs. */
 function progressBar(io: CliIo): { update: (done: number, total: number) => void; stop: () => void } {
-  let bar: SingleBar | undefined;
+  const bar = terminalProgress(io, 'evaluating [{bar}] {percentage}% | {value}/{total} runs | {eta_formatted} left');
   let tenths = 0;
   return {
     update: (done, total) => {
-      if (!io.stderr.isTTY) {
-        const reached = Math.floor((10 * done) / total);
-        if (reached > tenths && done < total) notice(io, `evaluated ${done}/${total} runs (${Math.round((100 * done) / total)}%)`);
-        tenths = reached;
+      if (io.stderr.isTTY) {
+        bar.update(done, total);
         return;
       }
-      if (bar === undefined) {
-        bar = new SingleBar({
-          stream: io.stderr,
-          format: 'evaluating [{bar}] {percentage}% | {value}/{total} runs | {eta_formatted} left',
-          hideCursor: true,
-          clearOnComplete: true,
-        });
-        bar.start(total, 0);
-      }
-      bar.update(done);
+      const reached = Math.floor((10 * done) / total);
+      if (reached > tenths && done < total) notice(io, `evaluated ${done}/${total} runs (${Math.round((100 * done) / total)}%)`);
+      tenths = reached;
     },
-    stop: () => bar?.stop(),
+    stop: bar.stop,
   };
 }

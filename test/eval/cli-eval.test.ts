@@ -30,6 +30,8 @@ describe('mue eval', () => {
     const plot = join(scratch, 'sweep.svg');
     const run = await mue('eval', ...SMALL_SWEEP, '--backend', 'cpu', '--json', '--out', out, '--plot', plot);
     expect(run.stderr).toMatch(/evaluating entailment on .*shapes-eval: 2 items × 3 settings on cpu, batch 1/);
+    // stderr is not a terminal: progress comes as lines, at every tenth of the runs.
+    expect(run.stderr).toMatch(/evaluated 3\/6 runs \(50%\)\n/);
     expect(run.status).toBe(0);
     const json = JSON.parse(run.stdout) as { backend: string; results: Omit<SettingResult, 'records'>[] };
     expect(json.backend).toBe('cpu');
