@@ -10,13 +10,11 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CliIo } from '../../src/cli/common.js';
-import { runCli } from '../../src/cli/program.js';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
 import { EOS_ID, OFA_VOCAB_SIZE } from '../../src/text/bpe.js';
+import { mue, mueOnTerminal } from '../helpers/cli.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 /** The shipped models, named independently of src/cli/common.ts's defaults. */
@@ -28,31 +26,6 @@ const FAIRSEQ_CHECKPOINT = fileURLToPath(new URL('../fixtures/checkpoints/fairse
 /** The reference PyTorch checkpoint of the golden model, in the project's shared data when it is beside the repository. */
 const GOLDEN_CHECKPOINT = join(ROOT, '../shared/golden/checkpoints/ofa-tiny-random.bin');
 const LABELS = ['entailment', 'contradiction', 'neutral'];
-
-interface Run {
-  status: number;
-  stdout: string;
-  stderr: string;
-}
-
-function collector(): { stream: Writable; text: () => string } {
-  const chunks: string[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer | string, _encoding, callback) {
-      chunks.push(String(chunk));
-      callback();
-    },
-  });
-  return { stream, text: () => chunks.join('') };
-}
-
-async function mue(...args: string[]): Promise<Run> {
-  const stdout = collector();
-  const stderr = collector();
-  const io: CliIo = { stdout: stdout.stream, stderr: stderr.stream };
-  const status = await runCli(args, io);
-  return { status, stdout: stdout.text(), stderr: stderr.text() };
-}
 
 describe('mue (in process)', () => {
   let scratch: string;
@@ -118,11 +91,9 @@ describe('mue (in process)', () => {
   });
 
   it('convert shows a progress bar when stderr is a terminal', async () => {
-    const stdout = collector();
-    const stderr = collector();
-    const io: CliIo = { stdout: stdout.stream, stderr: Object.assign(stderr.stream, { isTTY: true }) };
-    expect(await runCli(['convert', FAIRSEQ_CHECKPOINT, join(scratch, 'tty-model')], io)).toBe(0);
-    expect(stderr.text()).toMatch(/converting \[=+\] 100% \| 1\.3\/1\.3 MB/);
+    const run = await mueOnTerminal('convert', FAIRSEQ_CHECKPOINT, join(scratch, 'tty-model'));
+    expect(run.status).toBe(0);
+    expect(run.stderr).toMatch(/converting \[=+\] 100% \| 1\.3\/1\.3 MB/);
   });
 
   it('convert names a missing input and an input that is already safetensors', async () => {

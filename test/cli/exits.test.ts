@@ -4,11 +4,9 @@
  * summary with compute saved, `--trace` prints every layer's similarity, device and host agree,
  * and contradictory or malformed flags are refused.
  */
-import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import type { CliIo } from '../../src/cli/common.js';
-import { runCli } from '../../src/cli/program.js';
+import { mue } from '../helpers/cli.js';
 
 const DEMO_MODEL = fileURLToPath(new URL('../../weights/ofa-tiny-demo', import.meta.url));
 const IMAGE = fileURLToPath(new URL('../fixtures/preprocess/photo-97x61.png', import.meta.url));
@@ -16,26 +14,6 @@ const MODEL = ['--weights', DEMO_MODEL, '--backend', 'cpu', '--image-size', '32'
 const CAPTION = ['caption', IMAGE, ...MODEL, '--beam', '2'];
 const ENTAIL = ['entail', IMAGE, 'two dogs play in the snow', ...MODEL];
 const LOW = ['--exit-image', '0.5', '--exit-text', '0.5', '--exit-decoder', '0.5'];
-
-interface Run {
-  status: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function mue(...args: string[]): Promise<Run> {
-  const chunks = { stdout: [] as string[], stderr: [] as string[] };
-  const stream = (into: string[]): Writable =>
-    new Writable({
-      write(chunk: Buffer | string, _encoding, callback) {
-        into.push(String(chunk));
-        callback();
-      },
-    });
-  const io: CliIo = { stdout: stream(chunks.stdout), stderr: stream(chunks.stderr) };
-  const status = await runCli(args, io);
-  return { status, stdout: chunks.stdout.join(''), stderr: chunks.stderr.join('') };
-}
 
 interface CaptionJson {
   text: string;

@@ -10,7 +10,16 @@ export interface CliRun {
 }
 
 /** Runs `mue ...args` (without node and the script) and returns its exit status and output. */
-export async function mue(...args: string[]): Promise<CliRun> {
+export function mue(...args: string[]): Promise<CliRun> {
+  return runCaptured(args, { stderrIsTerminal: false });
+}
+
+/** `mue` with stderr claiming to be a terminal, where progress bars are drawn. */
+export function mueOnTerminal(...args: string[]): Promise<CliRun> {
+  return runCaptured(args, { stderrIsTerminal: true });
+}
+
+async function runCaptured(args: string[], { stderrIsTerminal }: { stderrIsTerminal: boolean }): Promise<CliRun> {
   const chunks = { stdout: [] as string[], stderr: [] as string[] };
   const sink = (into: string[]): Writable =>
     new Writable({
@@ -19,7 +28,8 @@ export async function mue(...args: string[]): Promise<CliRun> {
         callback();
       },
     });
-  const io: CliIo = { stdout: sink(chunks.stdout), stderr: sink(chunks.stderr) };
+  const stderr = sink(chunks.stderr);
+  const io: CliIo = { stdout: sink(chunks.stdout), stderr: stderrIsTerminal ? Object.assign(stderr, { isTTY: true }) : stderr };
   const status = await runCli(args, io);
   return { status, stdout: chunks.stdout.join(''), stderr: chunks.stderr.join('') };
 }
