@@ -5,7 +5,7 @@
  * the sources; the tarball's list reads the built `dist/` (CI builds it in scripts/setup.sh).
  */
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -52,6 +52,11 @@ describe('the npm package', () => {
     temporary.push(work);
     const packageDir = join(work, 'node_modules', 'mue-engine');
     await run(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.build.json'), '--emitDeclarationOnly', '--outDir', join(packageDir, 'dist')], { cwd: ROOT });
+    // Small declarations: the inlined WebAssembly (src/image/wasm/, ~230 kB of base64 each) is
+    // declared `string`, not as its literal type.
+    const declarations = (await readdir(join(packageDir, 'dist'), { recursive: true })).filter((path) => path.endsWith('.d.ts'));
+    const sizes = await Promise.all(declarations.map(async (path) => [path, (await stat(join(packageDir, 'dist', path))).size] as const));
+    expect(sizes.filter(([, size]) => size > 64e3)).toEqual([]);
     await symlink(join(ROOT, 'package.json'), join(packageDir, 'package.json'));
     // Only what `npm install mue-engine` would bring: the production dependency tree.
     const { stdout } = await run('npm', ['ls', '--omit=dev', '--all', '--parseable'], { cwd: ROOT, maxBuffer: 16 << 20 });
