@@ -85,6 +85,19 @@ export async function openFileSource(path: string, options: FileSourceOptions = 
   }
 }
 
+/**
+ * `read(source)` for a reader that keeps the source to read from later: the source is closed only
+ * when `read` fails, so that a file which is not what it claims to be leaves no handle open.
+ */
+export async function readOrClose<T>(source: ByteSource, read: (source: ByteSource) => Promise<T>): Promise<T> {
+  try {
+    return await read(source);
+  } catch (error) {
+    await source.close();
+    throw error;
+  }
+}
+
 /** A source over an open handle of a file of `size` bytes; closing the source closes the handle. */
 export function handleSource(
   handle: PositionedReader,

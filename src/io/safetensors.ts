@@ -14,7 +14,7 @@
  * loads in browsers, where `SafetensorsFile.fromBytes` / `fromSource` serve.
  */
 import { writeFileAtomically } from './atomic-file.js';
-import { type ByteSource, MAX_BUFFER_BYTES, memorySource, openFileSource, readExactly } from './byte-source.js';
+import { type ByteSource, MAX_BUFFER_BYTES, memorySource, openFileSource, readExactly, readOrClose } from './byte-source.js';
 import { bfloat16sToFloats, halvesToFloats } from '../half.js';
 
 export type { ByteSource } from './byte-source.js';
@@ -397,12 +397,7 @@ export class SafetensorsFile {
   /** Opens a file on disk and reads its header; tensors are read when asked for. */
   static async open(path: string): Promise<SafetensorsFile> {
     const source = await openFileSource(path, { errorClass: SafetensorsError });
-    try {
-      return await SafetensorsFile.fromSource(source, path);
-    } catch (error) {
-      await source.close();
-      throw error;
-    }
+    return readOrClose(source, (opened) => SafetensorsFile.fromSource(opened, path));
   }
 
   /** Reads a file already in memory. Reads return copies: `bytes` is never aliased. */

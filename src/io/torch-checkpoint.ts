@@ -15,7 +15,7 @@
  */
 import { PickleEndOfDataError, PythonGlobal, brief, unpickle, type PickleValue } from './pickle.js';
 import { TORCH_DTYPE_BYTES, TorchStorage, type TorchDType } from './torch-tensor.js';
-import { type ByteSource, memorySource, openFileSource, readExactly } from './byte-source.js';
+import { type ByteSource, memorySource, openFileSource, readExactly, readOrClose } from './byte-source.js';
 import type { SafetensorsDType } from './safetensors.js';
 import { ZipArchive } from './zip.js';
 
@@ -61,12 +61,7 @@ export class TorchCheckpoint {
 /** Opens a checkpoint on disk and reads its object tree; tensor data is read on demand. */
 export async function loadTorchCheckpoint(path: string): Promise<TorchCheckpoint> {
   const source = await openFileSource(path, { errorClass: TorchCheckpointError });
-  try {
-    return await readTorchCheckpoint(source, path);
-  } catch (error) {
-    await source.close();
-    throw error;
-  }
+  return readOrClose(source, (opened) => readTorchCheckpoint(opened, path));
 }
 
 /** Reads a checkpoint through any byte source (or from bytes in memory); `label` names it in errors. */

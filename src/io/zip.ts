@@ -18,7 +18,7 @@
  * record once through the checksum. A stored CRC of 0 on a non-empty record means "not
  * recorded" (PyTorch ≥ 2.4 writes that with `torch.serialization.set_crc32_options(False)`).
  */
-import { type ByteSource, memorySource, openFileSource, readExactly } from './byte-source.js';
+import { type ByteSource, memorySource, openFileSource, readExactly, readOrClose } from './byte-source.js';
 import { type Crc32, loadCrc32 } from './crc32.js';
 
 export class ZipError extends Error {
@@ -80,12 +80,7 @@ export class ZipArchive {
 
   static async open(path: string): Promise<ZipArchive> {
     const source = await openFileSource(path, { errorClass: ZipError });
-    try {
-      return await ZipArchive.fromSource(source, path);
-    } catch (error) {
-      await source.close();
-      throw error;
-    }
+    return readOrClose(source, (opened) => ZipArchive.fromSource(opened, path));
   }
 
   static fromBytes(bytes: Uint8Array, label: string): Promise<ZipArchive> {

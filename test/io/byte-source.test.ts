@@ -10,6 +10,7 @@ import {
   memorySource,
   openFileSource,
   readExactly,
+  readOrClose,
 } from '../../src/io/byte-source.js';
 import { SafetensorsError } from '../../src/io/safetensors.js';
 
@@ -132,6 +133,27 @@ describe('handleSource', () => {
     const { handle, isClosed } = fakeHandle(bytes);
     await handleSource(handle, 100, 'f').close();
     expect(isClosed()).toBe(true);
+  });
+});
+
+describe('readOrClose', () => {
+  const counted = (): { source: ByteSource; closes: () => number } => {
+    let closes = 0;
+    const source = memorySource(new Uint8Array(8));
+    return { source: { ...source, close: async () => void closes++ }, closes: () => closes };
+  };
+
+  it('leaves the source open for the reader that succeeds', async () => {
+    const { source, closes } = counted();
+    expect(await readOrClose(source, async (s) => s.size)).toBe(8);
+    expect(closes()).toBe(0);
+  });
+
+  it('closes the source when the reader fails, and rethrows its error', async () => {
+    const { source, closes } = counted();
+    const failure = new CustomError('not this format');
+    await expect(readOrClose(source, () => Promise.reject(failure))).rejects.toBe(failure);
+    expect(closes()).toBe(1);
   });
 });
 
