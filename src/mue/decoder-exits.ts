@@ -174,9 +174,10 @@ function copyKeyValues(backend: Backend, kv: KeyValues): KeyValues {
 
 /**
  * Decisions on the host: layer `l`'s cache after the sequences `going` ran it (`computed`, their
- * self keys/values; none when no sequence did) and the others, stopped before it, skipped it:
- * theirs is filled (`copy`: layer l − 1's, already the exit layer's; `project`: their rows before
- * the step and this token's from their exit states in `x`), and the layer's rows are put together.
+ * self keys/values; none when no sequence did) and the others, stopped before it, skipped it.
+ * The stopped sequences' rows are filled — `copy`: layer l − 1's (already their exit layer's),
+ * and the cross layer it names; `project`: their rows before the step and this token's projected
+ * from their exit states in `x` — and the layer's rows are put together in sequence order.
  */
 function hostFill(
   session: DecodingSession,
@@ -189,32 +190,28 @@ function hostFill(
 ): void {
   const backend = session.decoder.backend;
   const stopped = Array.from({ length: session.batch }, (_, b) => b).filter((b) => !going.includes(b));
-  const own = session.cacheOf(l);
+  const rowsOf = (kv: KeyValues): KeyValues => ({ keys: selectSamples(backend, kv.keys, stopped), values: selectSamples(backend, kv.values, stopped) });
   let filled: KeyValues;
-  let crossLayers = own.crossLayers;
+  let { crossLayers } = session.cacheOf(l);
   if (fill === 'copy') {
     const source = session.cacheOf(l - 1);
     if (!source.self) throw new Error(`internal: layer ${l - 1} has no cache to copy`);
-    filled = computed ? source.self : copyKeyValues(backend, source.self);
-    crossLayers = own.crossLayers.map((layer, b) => (going.includes(b) ? layer : source.crossLayers[b]!));
+    filled = rowsOf(source.self);
+    crossLayers = crossLayers.map((layer, b) => (going.includes(b) ? layer : source.crossLayers[b]!));
   } else {
     filled = backend.tidy(() => {
       const row = session.decoder.selfKeyValues(l, selectSamples(backend, x, stopped));
       if (!before.self) return row;
-      const earlier = (t: Tensor): Tensor => selectSamples(backend, t, stopped);
-      return {
-        keys: backend.concat([earlier(before.self.keys), row.keys], 1),
-        values: backend.concat([earlier(before.self.values), row.values], 1),
-      };
+      const earlier = rowsOf(before.self);
+      return { keys: backend.concat([earlier.keys, row.keys], 1), values: backend.concat([earlier.values, row.values], 1) };
     });
   }
   if (!computed) return session.setCache(l, { self: filled, crossLayers });
-  const filledSequences = fill === 'copy' ? Array.from({ length: session.batch }, (_, b) => b) : stopped;
   const self = {
-    keys: mergeSamples(backend, [[going, computed.keys], [filledSequences, filled.keys]]),
-    values: mergeSamples(backend, [[going, computed.values], [filledSequences, filled.values]]),
+    keys: mergeSamples(backend, [[going, computed.keys], [stopped, filled.keys]]),
+    values: mergeSamples(backend, [[going, computed.values], [stopped, filled.values]]),
   };
-  for (const t of [computed.keys, computed.values, ...(fill === 'copy' ? [] : [filled.keys, filled.values])]) t.dispose();
+  for (const t of [computed.keys, computed.values, filled.keys, filled.values]) t.dispose();
   session.setCache(l, { self, crossLayers });
 }
 

@@ -111,10 +111,10 @@ export class ExitTracker {
 
   #deviceStep(layer: number, previous: Tensor, run: (x: Tensor, samples: readonly number[]) => Tensor): Tensor {
     const { backend } = this;
-    const samples = this.going(previous.shape[0]!);
+    const everySample = Array.from({ length: previous.shape[0]! }, (_, b) => b);
     const doneBefore = this.#done;
     const allDoneBefore = this.#allDone;
-    const runLayer = (): Tensor => this.#masked(run(previous, samples), this.options.keep);
+    const runLayer = (): Tensor => this.#masked(run(previous, everySample), this.options.keep);
     const computed = allDoneBefore ? backend.unlessAll(allDoneBefore, runLayer) : runLayer();
     const { threshold, scope } = this.options;
     let decision: ExitDecision;
@@ -148,18 +148,17 @@ export class ExitTracker {
     similarityOnDevice.dispose();
     // The rule, here in JavaScript: a sample stops once its similarity exceeds the threshold.
     const stops = (i: number): boolean => similarities[scope === 'batch' ? 0 : i]! > threshold;
-    const similarity = new Float32Array(scope === 'batch' ? 1 : batch).fill(Number.NaN);
-    const done = new Int32Array(scope === 'batch' ? 1 : batch).fill(1);
-    going.forEach((sample, i) => {
-      if (scope === 'batch') {
-        similarity[0] = similarities[0]!;
-        done[0] = stops(0) ? 1 : 0;
-      } else {
+    if (scope === 'batch') {
+      this.decisions.push({ layer, similarity: Float32Array.of(similarities[0]!), done: Int32Array.of(stops(0) ? 1 : 0) });
+    } else {
+      const similarity = new Float32Array(batch).fill(Number.NaN);
+      const done = new Int32Array(batch).fill(1);
+      going.forEach((sample, i) => {
         similarity[sample] = similarities[i]!;
         done[sample] = stops(i) ? 1 : 0;
-      }
-    });
-    this.decisions.push({ layer, similarity, done });
+      });
+      this.decisions.push({ layer, similarity, done });
+    }
     this.#going = going.filter((_, i) => !stops(i));
     if (everyone) return computed;
     const state = placeSamples(backend, computed, going, previous);
