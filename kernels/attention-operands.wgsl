@@ -42,8 +42,16 @@ fn a_at(i: u32) -> f32 {
   return a[i / 4u][i % 4u];
 }
 
+fn a_quad_at(q: u32) -> vec4<f32> {
+  return a[q];
+}
+
 fn b_at(i: u32) -> f32 {
   return b[i / 4u][i % 4u];
+}
+
+fn b_quad_at(q: u32) -> vec4<f32> {
+  return b[q];
 }
 
 fn a_start(batch: u32, row: u32) -> u32 {
@@ -60,17 +68,7 @@ fn load_a(batch: u32, row: u32, k: u32) -> f32 {
 }
 
 fn load_a_quad(batch: u32, row: u32, kq: u32) -> vec4<f32> {
-  let start = a_start(batch, row) + 4u * kq;
-  if (A_ALIGNED) {
-    return a[start / 4u];
-  }
-  // Reads stay on the row (the last quad may be partial); elements past its end are zero.
-  let last = params.k - 1u - 4u * kq;
-  var quad: vec4<f32>;
-  for (var i = 0u; i < 4u; i++) {
-    quad[i] = select(0.0, a_at(start + min(i, last)), i <= last);
-  }
-  return quad;
+  return a_row_quad(a_start(batch, row), kq, A_ALIGNED);
 }
 
 fn load_b(batch: u32, k: u32, col: u32) -> f32 {
@@ -97,31 +95,5 @@ fn b_columns(batch: u32, col: u32) -> BColumns {
 }
 
 fn load_b_block(columns: BColumns, kq: u32) -> mat4x4<f32> {
-  let k0 = 4u * kq;
-  let last_k = params.k - 1u;
-  var block: mat4x4<f32>;
-  if (TRANSPOSE_B) {
-    // Each column is a quad along k: read the 4 columns, then transpose.
-    for (var c = 0u; c < 4u; c++) {
-      if (B_ALIGNED) {
-        block[c] = b[(columns.start[c] + k0) / 4u];
-      } else {
-        for (var i = 0u; i < 4u; i++) {
-          block[c][i] = b_at(columns.start[c] + min(k0 + i, last_k));
-        }
-      }
-    }
-    return transpose(block);
-  }
-  for (var j = 0u; j < 4u; j++) {
-    let row = min(k0 + j, last_k) * params.b_row_stride;
-    if (B_ALIGNED) {
-      block[j] = b[(columns.start[0] + row) / 4u];
-    } else {
-      for (var c = 0u; c < 4u; c++) {
-        block[j][c] = b_at(columns.start[c] + row);
-      }
-    }
-  }
-  return block;
+  return b_block_at(columns.start, kq, params.b_row_stride, B_ALIGNED);
 }

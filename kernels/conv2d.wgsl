@@ -31,30 +31,30 @@ override POINTWISE_ALIGNED: bool = false;
 @group(0) @binding(1) var<storage, read> w: array<vec4<WeightType>>;
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 
-fn w_at(i: u32) -> f32 {
+// The reads gemm.wgsl asks for: binding 1 is the filter w, binding 2 the image x (B is x seen
+// through im2col, below).
+fn a_at(i: u32) -> f32 {
   return f32(w[i / 4u][i % 4u]);
 }
 
-fn x_at(i: u32) -> f32 {
+fn a_quad_at(q: u32) -> vec4<f32> {
+  return vec4<f32>(w[q]);
+}
+
+fn b_at(i: u32) -> f32 {
   return x[i / 4u][i % 4u];
 }
 
+fn b_quad_at(q: u32) -> vec4<f32> {
+  return x[q];
+}
+
 fn load_a(batch: u32, row: u32, k: u32) -> f32 {
-  return w_at(row * params.k + k);
+  return a_at(row * params.k + k);
 }
 
 fn load_a_quad(batch: u32, row: u32, kq: u32) -> vec4<f32> {
-  let start = row * params.k + 4u * kq;
-  if (K_ALIGNED) {
-    return vec4<f32>(w[start / 4u]);
-  }
-  // Reads stay on the row (the last quad may be partial); elements past its end are zero.
-  let last = params.k - 1u - 4u * kq;
-  var quad: vec4<f32>;
-  for (var i = 0u; i < 4u; i++) {
-    quad[i] = select(0.0, w_at(start + min(i, last)), i <= last);
-  }
-  return quad;
+  return a_row_quad(row * params.k, kq, K_ALIGNED);
 }
 
 // The im2col value of row k for an output pixel whose window starts at (top, left) in the image.
@@ -67,7 +67,7 @@ fn im2col(image: u32, k: u32, top: i32, left: i32) -> f32 {
   let inside = ih >= 0 && ih < i32(params.height) && iw >= 0 && iw < i32(params.width);
   // Padding cells read element 0 of the image instead of outside it, then count as zero.
   let offset = select(0u, (channel * params.height + u32(ih)) * params.width + u32(iw), inside);
-  return select(0.0, x_at(image + offset), inside);
+  return select(0.0, b_at(image + offset), inside);
 }
 
 fn load_b(batch: u32, k: u32, col: u32) -> f32 {
@@ -101,7 +101,7 @@ fn load_b_block(columns: BColumns, kq: u32) -> mat4x4<f32> {
   for (var j = 0u; j < 4u; j++) {
     let k = min(4u * kq + j, params.k - 1u);
     if (POINTWISE_ALIGNED) {
-      block[j] = x[(columns.image + k * params.n + columns.pixel) / 4u];
+      block[j] = b_quad_at((columns.image + k * params.n + columns.pixel) / 4u);
     } else {
       for (var c = 0u; c < 4u; c++) {
         block[j][c] = im2col(columns.image, k, columns.top[c], columns.left[c]);

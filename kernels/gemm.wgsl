@@ -7,7 +7,11 @@
 //
 // The including kernel file (matmul.wgsl, conv2d.wgsl, attention-operands.wgsl) provides the operands:
 //   struct Params { m: u32, n: u32, k: u32, ... }  and  @binding(0) var<uniform> params: Params
-//   bindings 1 and 2 (A and B) and these loaders, always called with row < m, col < n, k < K:
+//   bindings 1 and 2 (A and B), bound as arrays of vec4, and their reads (as f32):
+//   a_at(i) -> f32, a_quad_at(q) -> vec4<f32>      element i, and elements 4q .. 4q+3, of binding 1
+//   b_at(i) -> f32, b_quad_at(q) -> vec4<f32>      the same of binding 2
+//   and these loaders, always called with row < m, col < n, k < K (a_row_quad and b_block_at
+//   below serve the quad loaders):
 //   load_a(batch, row, k) -> f32
 //   load_a_quad(batch, row, kq) -> vec4<f32>       A[row, 4kq .. 4kq+3], zero past K
 //   load_b(batch, k, col) -> f32
@@ -50,6 +54,56 @@ fn finish(sum: f32, row: u32, col: u32, r: f32) -> f32 {
     x += r;
   }
   return x;
+}
+
+// Elements 4kq .. 4kq + 3 of the row of A that starts at element `start`, zero past K: one read
+// where `aligned` (the row starts on a quad boundary and K % 4 == 0), else element by element.
+fn a_row_quad(start: u32, kq: u32, aligned: bool) -> vec4<f32> {
+  let first = start + 4u * kq;
+  if (aligned) {
+    return a_quad_at(first / 4u);
+  }
+  // Reads stay on the row (the last quad may be partial); elements past its end are zero.
+  let last = params.k - 1u - 4u * kq;
+  var quad: vec4<f32>;
+  for (var i = 0u; i < 4u; i++) {
+    quad[i] = select(0.0, a_at(first + min(i, last)), i <= last);
+  }
+  return quad;
+}
+
+// B[4kq + j, c] (k clamped to K − 1) for the 4 columns c whose element k = 0 lies at `starts[c]`,
+// as column j of the block. With TRANSPOSE_B a column runs along k (4 quads of columns, then
+// transposed), else rows lie `row_stride` apart. `aligned`: every quad read starts on a quad
+// boundary and is one read (without TRANSPOSE_B the 4 columns are then consecutive); otherwise
+// elements are read alone.
+fn b_block_at(starts: vec4<u32>, kq: u32, row_stride: u32, aligned: bool) -> mat4x4<f32> {
+  let k0 = 4u * kq;
+  let last_k = params.k - 1u;
+  var block: mat4x4<f32>;
+  if (TRANSPOSE_B) {
+    for (var c = 0u; c < 4u; c++) {
+      if (aligned) {
+        block[c] = b_quad_at((starts[c] + k0) / 4u);
+      } else {
+        for (var i = 0u; i < 4u; i++) {
+          block[c][i] = b_at(starts[c] + min(k0 + i, last_k));
+        }
+      }
+    }
+    return transpose(block);
+  }
+  for (var j = 0u; j < 4u; j++) {
+    let row = min(k0 + j, last_k) * row_stride;
+    if (aligned) {
+      block[j] = b_quad_at((starts[0] + row) / 4u);
+    } else {
+      for (var c = 0u; c < 4u; c++) {
+        block[j][c] = b_at(starts[c] + row);
+      }
+    }
+  }
+  return block;
 }
 
 // Columns col .. col + 3 of one output row (col a multiple of 4), those before N. A software

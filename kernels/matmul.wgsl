@@ -26,8 +26,16 @@ fn a_at(i: u32) -> f32 {
   return a[i / 4u][i % 4u];
 }
 
+fn a_quad_at(q: u32) -> vec4<f32> {
+  return a[q];
+}
+
 fn b_at(i: u32) -> f32 {
   return f32(b[i / 4u][i % 4u]);
+}
+
+fn b_quad_at(q: u32) -> vec4<f32> {
+  return vec4<f32>(b[q]);
 }
 
 fn load_a(batch: u32, row: u32, k: u32) -> f32 {
@@ -35,17 +43,7 @@ fn load_a(batch: u32, row: u32, k: u32) -> f32 {
 }
 
 fn load_a_quad(batch: u32, row: u32, kq: u32) -> vec4<f32> {
-  let start = (batch * params.m + row) * params.k + 4u * kq;
-  if (K_ALIGNED) {
-    return a[start / 4u];
-  }
-  // Reads stay on the row (the last quad may be partial); elements past its end are zero.
-  let last = params.k - 1u - 4u * kq;
-  var quad: vec4<f32>;
-  for (var i = 0u; i < 4u; i++) {
-    quad[i] = select(0.0, a_at(start + min(i, last)), i <= last);
-  }
-  return quad;
+  return a_row_quad((batch * params.m + row) * params.k, kq, K_ALIGNED);
 }
 
 fn load_b(batch: u32, k: u32, col: u32) -> f32 {
@@ -66,32 +64,8 @@ fn b_columns(batch: u32, col: u32) -> BColumns {
   return BColumns(start);
 }
 
+// A column of b [N, K] is a quad along k when K % 4 == 0; 4 columns of a row of b [K, N] are one
+// quad when N % 4 == 0.
 fn load_b_block(columns: BColumns, kq: u32) -> mat4x4<f32> {
-  let k0 = 4u * kq;
-  let last_k = params.k - 1u;
-  var block: mat4x4<f32>;
-  if (TRANSPOSE_B) {
-    // Each column is a quad along k in b's [N, K] storage: read the 4 columns, then transpose.
-    for (var c = 0u; c < 4u; c++) {
-      if (K_ALIGNED) {
-        block[c] = vec4<f32>(b[(columns.start[c] + k0) / 4u]);
-      } else {
-        for (var i = 0u; i < 4u; i++) {
-          block[c][i] = b_at(columns.start[c] + min(k0 + i, last_k));
-        }
-      }
-    }
-    return transpose(block);
-  }
-  for (var j = 0u; j < 4u; j++) {
-    let row = min(k0 + j, last_k) * params.n;
-    if (N_ALIGNED) {
-      block[j] = vec4<f32>(b[(columns.start[0] + row) / 4u]);
-    } else {
-      for (var c = 0u; c < 4u; c++) {
-        block[j][c] = b_at(columns.start[c] + row);
-      }
-    }
-  }
-  return block;
+  return b_block_at(columns.start, kq, params.n, select(N_ALIGNED, K_ALIGNED, TRANSPOSE_B));
 }
