@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { floatsToHalves } from '../src/half.js';
 import { SafetensorsFile, type TensorEntry, writeSafetensors } from '../src/io/safetensors.js';
 import { OFA_VOCAB_SIZE } from '../src/text/bpe.js';
+import { createRng } from '../test/helpers/random.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const GOLDEN = join(ROOT, 'weights/ofa-tiny-random');
@@ -23,18 +24,6 @@ const DEFAULT_OUT = join(ROOT, 'weights/ofa-tiny-demo');
 const TOKEN_TABLE = 'encoder.embed_tokens.weight';
 const SEED = 2024;
 const IMAGE_SIZE = 256;
-
-/** mulberry32, uniform floats in [0, 1): a tiny 32-bit generator, identical on every platform. */
-function createRng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 /** Standard deviation of the values (population). */
 function spread(values: Float32Array): number {
