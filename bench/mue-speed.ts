@@ -1,12 +1,17 @@
 /**
- * Does wall time follow the compute MuE skips, and do batches with exits save? The demo model
- * (weights/ofa-tiny-demo) in MuE's decomposed layout on the first items of data/shapes-eval,
- * through the library API (`OfaPipeline.entailBatch` / `captionBatch`), per backend, task and
- * batch size:
+ * Does wall time follow the compute MuE skips, and do batches with exits save? A model (default:
+ * the demo model, weights/ofa-tiny-demo) in MuE's decomposed layout on the first items of
+ * data/shapes-eval, through the library API (`OfaPipeline.entailBatch` / `captionBatch`), per
+ * backend, task and batch size:
  *
  *   npx tsx bench/mue-speed.ts [--backends webgpu,cpu] [--tasks entail,caption] [--batches 1,4,16]
  *                              [--items 16] [--rounds 3] [--sites device,host]
- *                              [--exits 0.7751,0.8601,0.7404] [--image-size 256]
+ *                              [--exits 0.7751,0.8601,0.7404] [--image-size 256] [--weights DIR]
+ *
+ * `--weights` takes any model folder, e.g. one of OFA-base's shape from
+ * scripts/make-random-model.ts: how much of a request MuE can skip depends on the model's shape
+ * (OFA-tiny's ResNet-50 outweighs its four 256-wide layers; OFA-base's six 768-wide layers per
+ * stack outweigh its ResNet-101 at 480 pixels).
  *
  * Configurations, each over the same items in chunks of the batch size:
  * - `none`: the plain model, no checks;
@@ -22,7 +27,7 @@
  *   compute: no setting's wall/compute ratio can exceed it while wall time is linear in compute.
  *
  * Every configuration runs once per round after an untimed warm-up call, taking turns chunk by
- * chunk, so drift on a shared machine hits all alike; `paired_vs_none` is the median over rounds of a configuration's time
+ * chunk (which one goes first rotating), so drift on a shared machine hits all alike; `paired_vs_none` is the median over rounds of a configuration's time
  * over `none`'s in the same round, minus 1. Beside wall time, the process's CPU time (lavapipe's
  * threads are the process's) is paired the same way (`cpu_paired_vs_none`): on a machine shared
  * with other jobs it follows the work done more closely than wall time does. Derived: `wall_saved` = −paired_vs_none,
@@ -41,7 +46,7 @@
  * task, backend, stage, ms, share}` go to `bench/results/mue-stages-latest.json`.
  */
 import { readFile, rename, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { Backend } from '../src/backend/backend.js';
@@ -56,7 +61,7 @@ import type { Tensor } from '../src/tensor.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const SPLIT = join(ROOT, 'data/shapes-eval');
-const MODEL = join(ROOT, 'weights/ofa-tiny-demo');
+const DEMO_MODEL = join(ROOT, 'weights/ofa-tiny-demo');
 const RESULTS = join(ROOT, 'bench/results/mue-speed-latest.json');
 const STAGE_RESULTS = join(ROOT, 'bench/results/mue-stages-latest.json');
 const STAGES = ['preprocess', 'resnet + embeddings', 'encoder layers', 'decoder layers', 'read-out, search'] as const;
@@ -64,6 +69,8 @@ type Stage = (typeof STAGES)[number];
 
 interface StageRow {
   op: 'mue-stages';
+  /** The model folder's name. */
+  model: string;
   task: Task;
   backend: BackendName;
   stage: Stage;
@@ -78,6 +85,7 @@ type Task = 'entail' | 'caption';
 
 interface Row {
   op: 'mue-speed';
+  model: string;
   task: Task;
   backend: BackendName;
   batch: number;
@@ -267,7 +275,15 @@ async function entailDecoderStages(
   return { 'decoder layers': layers, 'read-out, search': readOut };
 }
 
-async function measureStages(pipeline: OfaPipeline, backend: BackendName, tasks: readonly Task[], items: readonly Item[], rounds: number, device: string): Promise<StageRow[]> {
+async function measureStages(
+  pipeline: OfaPipeline,
+  model: string,
+  backend: BackendName,
+  tasks: readonly Task[],
+  items: readonly Item[],
+  rounds: number,
+  device: string,
+): Promise<StageRow[]> {
   const rows: StageRow[] = [];
   for (const task of tasks) {
     await stagesOf(pipeline, task, items[0]!);
@@ -281,7 +297,7 @@ async function measureStages(pipeline: OfaPipeline, backend: BackendName, tasks:
     const medians = samples.map(median);
     const total = medians.reduce((a, b) => a + b, 0);
     STAGES.forEach((stage, i) => {
-      rows.push({ op: 'mue-stages', task, backend, stage, ms: medians[i]!, share: medians[i]! / total, image_size: pipeline.imageSize, device });
+      rows.push({ op: 'mue-stages', model, task, backend, stage, ms: medians[i]!, share: medians[i]! / total, image_size: pipeline.imageSize, device });
       console.log(`${backend.padEnd(6)}  ${task.padEnd(7)}  ${stage.padEnd(20)}  ${medians[i]!.toFixed(1).padStart(8)} ms  ${(100 * medians[i]! / total).toFixed(1).padStart(5)}%`);
     });
   }
@@ -300,6 +316,7 @@ async function main(): Promise<void> {
       exits: { type: 'string', default: '0.7751,0.8601,0.7404' },
       'image-size': { type: 'string', default: '256' },
       stages: { type: 'boolean', default: false },
+      weights: { type: 'string', default: DEMO_MODEL },
     },
   });
   const backends = list(values.backends, (p) => oneOf(p, ['webgpu', 'cpu'] as const, '--backends'));
@@ -320,14 +337,14 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   const stageRows: StageRow[] = [];
   for (const backend of backends) {
-    const pipeline = await OfaPipeline.load(MODEL, { backend, imageSize, encoderMode: 'decomposed' });
+    const pipeline = await OfaPipeline.load(values.weights, { backend, imageSize, encoderMode: 'decomposed' });
     const device =
       'capabilities' in pipeline.backend
         ? (pipeline.backend as { capabilities: { adapterDescription: string } }).capabilities.adapterDescription
         : `node ${process.version} ${process.arch}`;
     try {
       if (values.stages) {
-        stageRows.push(...(await measureStages(pipeline, backend, tasks, items, rounds, device)));
+        stageRows.push(...(await measureStages(pipeline, basename(values.weights), backend, tasks, items, rounds, device)));
         continue;
       }
       for (const task of tasks) {
@@ -343,10 +360,13 @@ async function main(): Promise<void> {
           const chunks = Array.from({ length: Math.ceil(items.length / batch) }, (_, c) => items.slice(c * batch, (c + 1) * batch));
           for (let round = -1; round < rounds; round++) {
             const sums = configs.map(() => ({ ms: 0, cpuMs: 0, layers: 0 }));
-            // Configurations take turns chunk by chunk: each chunk's calls see the same load.
-            for (const chunk of round < 0 ? chunks.slice(0, 1) : chunks) {
-              for (const [i, config] of configs.entries()) {
-                const { ms, cpuMs, reports } = await call(pipeline, task, chunk, config);
+            // Configurations take turns chunk by chunk, each chunk's calls seeing the same load,
+            // and the first turn rotates: a call pays for what the call before it left (e.g. the
+            // buffers a cheaper configuration released), so no configuration always goes first.
+            for (const [c, chunk] of (round < 0 ? chunks.slice(0, 1) : chunks).entries()) {
+              for (let turn = 0; turn < configs.length; turn++) {
+                const i = (turn + c + Math.max(round, 0)) % configs.length;
+                const { ms, cpuMs, reports } = await call(pipeline, task, chunk, configs[i]!);
                 sums[i]!.ms += ms;
                 sums[i]!.cpuMs += cpuMs;
                 sums[i]!.layers += reports.reduce((sum, r) => sum + (r?.layersFraction ?? 1), 0);
@@ -369,6 +389,7 @@ async function main(): Promise<void> {
             const relative = i === 0 ? null : paired(i);
             rows.push({
               op: 'mue-speed',
+              model: basename(values.weights),
               task,
               backend,
               batch,
@@ -399,16 +420,17 @@ async function main(): Promise<void> {
     }
   }
   const [file, written] = values.stages ? [STAGE_RESULTS, stageRows] : [RESULTS, rows];
-  // Rows of other backends and tasks stay: each can be measured apart.
-  const measured = new Set(written.map((r) => `${r.backend} ${r.task}`));
+  // Rows of other models, backends and tasks stay: each can be measured apart.
+  const key = (r: Row | StageRow): string => `${r.model} ${r.backend} ${r.task}`;
+  const measured = new Set(written.map(key));
   const earlier = await readFile(file, 'utf8').then(
-    (text) => (JSON.parse(text) as (Row | StageRow)[]).filter((r) => !measured.has(`${r.backend} ${r.task}`)),
+    (text) => (JSON.parse(text) as (Row | StageRow)[]).filter((r) => !measured.has(key(r))),
     () => [],
   );
   const temporary = `${file}.${process.pid}.tmp`;
   await writeFile(temporary, `${JSON.stringify([...earlier, ...written], null, 1)}\n`);
   await rename(temporary, file);
-  console.log(`\nwrote ${written.length} rows to ${file} (${earlier.length} earlier rows of other backends or tasks kept)`);
+  console.log(`\nwrote ${written.length} rows to ${file} (${earlier.length} earlier rows of other models, backends or tasks kept)`);
 }
 
 function printRows(rows: readonly Row[]): void {
@@ -417,6 +439,7 @@ function printRows(rows: readonly Row[]): void {
   for (const r of rows) {
     console.log(
       [
+        r.model,
         r.backend.padEnd(6),
         r.task.padEnd(7),
         `batch ${String(r.batch).padStart(2)}`,
