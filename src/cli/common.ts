@@ -93,7 +93,7 @@ export function maxPixelsOption(): Option {
 export async function readImageFile(path: string): Promise<Uint8Array> {
   await requirePath(path, 'image');
   return readFile(path).catch((error: unknown) => {
-    throw new Error(`image ${path}: ${(error as Error).message}`);
+    throw new Error(`image ${path}: ${fileErrorReason(error)}`);
   });
 }
 

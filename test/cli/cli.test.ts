@@ -260,10 +260,13 @@ describe('mue (in process)', () => {
     expect((await mue('preprocess', IMAGE, '--out', join(scratch, 'input.npy'))).stderr).toMatch(/must end in \.safetensors/);
   });
 
-  it('exits 1 for a missing image file', async () => {
+  it('exits 1 for a missing image file or a folder', async () => {
     const run = await mue('caption', join(scratch, 'missing.png'), ...modelArgs());
     expect(run.status).toBe(1);
     expect(run.stderr).toMatch(/mue: image .*missing\.png: no such file or directory\n$/);
+    const folder = await mue('caption', scratch, ...modelArgs());
+    expect(folder.status).toBe(1);
+    expect(folder.stderr).toMatch(/mue: image .*: is a directory, not a file\n$/);
   });
 
   it('exits 1 when the hypothesis is longer than the model reads', async () => {

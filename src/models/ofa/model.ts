@@ -3,6 +3,7 @@
  * device, the encoder and the decoder. The model does not know which backend runs it.
  */
 import type { Backend } from '../../backend/backend.js';
+import { readOrClose } from '../../io/byte-source.js';
 import { blobSource } from '../../io/fetch-source.js';
 import { type FileLocation, childOf, exists, isFetched, isLocation, locationLabel, openByteSource, parentOf, readText } from '../../io/location.js';
 import { SafetensorsError, SafetensorsFile } from '../../io/safetensors.js';
@@ -92,12 +93,7 @@ async function openCheckpoint(weights: FileLocation | CheckpointBytes): Promise<
   if (weights instanceof Uint8Array) return SafetensorsFile.fromBytes(weights, 'weights (bytes)');
   const label = isLocation(weights) ? locationLabel(weights) : `weights (${(weights as Partial<File>).name ?? 'Blob'})`;
   const source = isLocation(weights) ? await openByteSource(weights, { errorClass: SafetensorsError }) : blobSource(weights);
-  try {
-    return await SafetensorsFile.fromSource(source, label);
-  } catch (error) {
-    await source.close();
-    throw error;
-  }
+  return readOrClose(source, (opened) => SafetensorsFile.fromSource(opened, label));
 }
 
 /** The config from config.json, else the manifest's `config`, else the checkpoint's metadata key `config`. */
