@@ -26,9 +26,9 @@
  *   - thresholds `img=…,txt=…,dec=…`: exits on (decisions on the device, per beam, copied caches,
  *     the authors' decoder schedule for max_len 16). `layers_fraction` is the exit report's share
  *     of token-weighted layer compute run (the paper's expected time; 1 − it is what was saved).
- *   The configurations run round-robin (one run of each in turn, `--forward-runs` rounds after a
- *   warm-up round; default 5 on the CPU, 15 on WebGPU), so that drift on a shared machine hits all
- *   of them alike; the table compares each configuration with `none` in the same round (the
+ *   The configurations run round-robin (one run of each in turn, the first rotating,
+ *   `--forward-runs` rounds after a warm-up round; default 5 on the CPU, 15 on WebGPU), so that
+ *   drift on a shared machine and what one run leaves the next hit all of them alike; the table compares each configuration with `none` in the same round (the
  *   median of those paired ratios, `paired_vs_none`, is the number to quote), and also the
  *   medians and minimums. `--exit-scope` and `--cache-fill` set the threshold rows' decision scope and
  *   cache fill (default: per beam, copied — the pipeline's defaults), `--exit-site` where decisions
@@ -300,7 +300,11 @@ async function benchForward(subject: Subject, golden: Golden, settings: Settings
   try {
     const rounds = settings.forwardRuns[subject.name] ?? (subject.name === 'cpu' ? 5 : 15);
     for (let round = -1; round < rounds; round++) {
-      for (const [i, config] of EXIT_CONFIGS.entries()) {
+      // Which configuration goes first rotates from round to round: a run pays for what the run
+      // before it left (buffers released, caches), so that cost falls on every configuration alike.
+      for (let turn = 0; turn < EXIT_CONFIGS.length; turn++) {
+        const i = (turn + Math.max(round, 0)) % EXIT_CONFIGS.length;
+        const config = EXIT_CONFIGS[i]!;
         // Warm-up: every path once on WebGPU (pipelines compile on first use); the CPU has only
         // the JIT to warm, and one forward with checks runs every op the others run.
         if (round < 0 && subject.name === 'cpu' && config.name !== 'checks') continue;
