@@ -22,6 +22,7 @@ import type { OfaModel } from '../src/models/ofa/model.js';
 import { printAligned } from './aligned.js';
 import { benchData } from './peers/peer.js';
 import { type OrtEncoder, type OrtProvider, createOrtEncoder, hasProvider } from './peers/ort-encoder.js';
+import { median } from './stats.js';
 
 export type EncoderEngine = 'ours-webgpu' | 'ort-cpu' | 'ort-webgpu';
 
@@ -67,12 +68,6 @@ function maxAbsDiff(a: Float32Array, b: Float32Array): number {
   let max = 0;
   for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i]! - b[i]!));
   return Number.isNaN(max) || a.some(Number.isNaN) ? NaN : max;
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
 function oursEngine(model: OfaModel, inputIds: readonly number[], device: string): Engine {

@@ -68,6 +68,7 @@ import { type EncoderPeerRow, type EncoderPeerSettings, benchEncoderPeers, print
 import { profileModel } from './profile.js';
 import type { BackendName } from '../src/pipeline.js';
 import type { Tensor } from '../src/tensor.js';
+import { median } from './stats.js';
 
 const MODEL_NAME = 'ofa-tiny-random';
 const MODEL_DIR = fileURLToPath(new URL(`../weights/${MODEL_NAME}`, import.meta.url));
@@ -166,12 +167,6 @@ interface Settings {
   site: DecisionSite;
   scope: DecisionScope;
   cacheFill: CacheFill;
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
 /** Milliseconds of each of `settings.runs` timed calls after `settings.warmup` untimed ones. */

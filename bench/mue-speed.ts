@@ -58,6 +58,7 @@ import { OfaStepDecoder } from '../src/models/ofa/step-decoder.js';
 import type { DecisionSite } from '../src/mue/exit.js';
 import { type BackendName, type ExitSettings, OfaPipeline, type PipelineExitReport } from '../src/pipeline.js';
 import type { Tensor } from '../src/tensor.js';
+import { median } from './stats.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const SPLIT = join(ROOT, 'data/shapes-eval');
@@ -121,12 +122,6 @@ interface Config {
 interface Item {
   image: string;
   hypothesis: string;
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
 function list<T>(value: string, parse: (part: string) => T): T[] {

@@ -9,6 +9,7 @@
  * the median over the measured loops, after a warm-up loop that compiles pipelines and fills
  * allocator caches.
  */
+import { median } from '../stats.js';
 
 export type Engine = 'ours-webgpu' | 'ours-cpu' | 'ort-webgpu' | 'tfjs-webgpu';
 
@@ -68,12 +69,6 @@ export function benchData(size: number, seed = 1): Float32Array {
   const out = new Float32Array(size);
   for (let i = 0; i < size; i++) out[i] = Math.sin(seed * 12.9898 + i * 0.7853981);
   return out;
-}
-
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
 async function timeLoop(loop: TimedLoop): Promise<number> {
