@@ -27,6 +27,7 @@ import { AUTHORS_THRESHOLDS, NO_EXIT_SETTING, thresholdsLabel } from '../src/eva
 import { settingsTable } from '../src/eval/table.js';
 import { writeFileAtomically } from '../src/io/atomic-file.js';
 import { type BackendName, OfaPipeline } from '../src/pipeline.js';
+import { choices, positiveIntegers } from './flags.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const RESULTS = join(ROOT, 'bench/results/mue-eval-latest.json');
@@ -45,21 +46,6 @@ interface Row {
   wall_saved: number | null;
   items: number;
   image_size: number;
-}
-
-function positiveIntegers(value: string, flag: string): number[] {
-  return value.split(',').map((part) => {
-    const n = Number(part);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`${flag}: expected positive integers separated by commas, got ${value}`);
-    return n;
-  });
-}
-
-function choices<T extends string>(value: string, allowed: readonly T[], flag: string): T[] {
-  return value.split(',').map((part) => {
-    if (!allowed.includes(part as T)) throw new Error(`${flag}: ${part} is not one of ${allowed.join(', ')}`);
-    return part as T;
-  });
 }
 
 async function main(): Promise<void> {

@@ -69,6 +69,7 @@ import { profileModel } from './profile.js';
 import type { BackendName } from '../src/pipeline.js';
 import type { Tensor } from '../src/tensor.js';
 import { median } from './stats.js';
+import { oneOf, positiveInteger } from './flags.js';
 
 const MODEL_NAME = 'ofa-tiny-random';
 const MODEL_DIR = fileURLToPath(new URL(`../weights/${MODEL_NAME}`, import.meta.url));
@@ -458,19 +459,6 @@ async function writeResults(rows: readonly (ResultRow | ForwardRow | EncoderPeer
   const temporary = RESULTS.replace(/\.json$/, `.${process.pid}.tmp.json`);
   await writeFile(temporary, `${JSON.stringify(rows, null, 1)}\n`);
   await rename(temporary, RESULTS);
-}
-
-function positiveInteger(value: string, flag: string, allowZero = false): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < (allowZero ? 0 : 1)) {
-    throw new Error(`${flag} must be a ${allowZero ? 'non-negative' : 'positive'} integer, got ${value}`);
-  }
-  return n;
-}
-
-function oneOf<T extends string>(value: string, flag: string, allowed: readonly T[]): T {
-  if (!(allowed as readonly string[]).includes(value)) throw new Error(`${flag}: expected ${allowed.join(' or ')}, got ${value}`);
-  return value as T;
 }
 
 /** The `ofa-encoder` rows on the WebGPU subject (bench/encoder-peers.ts). */

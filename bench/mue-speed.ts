@@ -59,6 +59,7 @@ import type { DecisionSite } from '../src/mue/exit.js';
 import { type BackendName, type ExitSettings, OfaPipeline, type PipelineExitReport } from '../src/pipeline.js';
 import type { Tensor } from '../src/tensor.js';
 import { median } from './stats.js';
+import { choices, positiveInteger, positiveIntegers } from './flags.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const SPLIT = join(ROOT, 'data/shapes-eval');
@@ -122,21 +123,6 @@ interface Config {
 interface Item {
   image: string;
   hypothesis: string;
-}
-
-function list<T>(value: string, parse: (part: string) => T): T[] {
-  return value.split(',').map((part) => parse(part.trim()));
-}
-
-function positive(part: string, flag: string): number {
-  const n = Number(part);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${flag}: expected positive integers, got ${part}`);
-  return n;
-}
-
-function oneOf<T extends string>(part: string, allowed: readonly T[], flag: string): T {
-  if (!allowed.includes(part as T)) throw new Error(`${flag}: ${part} is not one of ${allowed.join(', ')}`);
-  return part as T;
 }
 
 async function readItems(count: number): Promise<Item[]> {
@@ -314,18 +300,18 @@ async function main(): Promise<void> {
       weights: { type: 'string', default: DEMO_MODEL },
     },
   });
-  const backends = list(values.backends, (p) => oneOf(p, ['webgpu', 'cpu'] as const, '--backends'));
-  const tasks = list(values.tasks, (p) => oneOf(p, ['entail', 'caption'] as const, '--tasks'));
-  const batches = list(values.batches, (p) => positive(p, '--batches'));
-  const sites = list(values.sites, (p) => oneOf(p, ['device', 'host'] as const, '--sites'));
-  const [image, text, decoder] = list(values.exits, Number);
+  const backends = choices(values.backends, ['webgpu', 'cpu'] as const, '--backends');
+  const tasks = choices(values.tasks, ['entail', 'caption'] as const, '--tasks');
+  const batches = positiveIntegers(values.batches, '--batches');
+  const sites = choices(values.sites, ['device', 'host'] as const, '--sites');
+  const [image, text, decoder] = values.exits.split(',').map(Number);
   if ([image, text, decoder].some((t) => t === undefined || !Number.isFinite(t))) {
     throw new Error(`--exits: expected three thresholds image,text,decoder, got ${values.exits}`);
   }
   const thresholds = { image: image!, text: text!, decoder: decoder! };
-  const itemCount = positive(values.items, '--items');
-  const rounds = positive(values.rounds, '--rounds');
-  const imageSize = positive(values['image-size'], '--image-size');
+  const itemCount = positiveInteger(values.items, '--items');
+  const rounds = positiveInteger(values.rounds, '--rounds');
+  const imageSize = positiveInteger(values['image-size'], '--image-size');
   const items = await readItems(itemCount);
   const label = `${image}/${text}/${decoder}`;
 
